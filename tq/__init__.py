@@ -1,0 +1,11 @@
+"""tq: TurboQuant for LLM weights, with cuTile, Triton and reference backends."""
+from .backends import BackendUnavailableError, available_backends, get_backend, matmul
+from .codebook import Codebook, get_codebook
+from .format import FormatError, QuantizedWeight, load, save
+from .quantize import dequantize, quantize
+
+__version__ = "0.1.0"
+__all__ = [
+    "quantize", "dequantize", "matmul", "save", "load", "QuantizedWeight", "FormatError",
+    "Codebook", "get_codebook", "available_backends", "get_backend", "BackendUnavailableError",
+]

@@ -1,0 +1,15 @@
+"""triton backend (not implemented yet; registered so that the registry reports why)."""
+
+NAME = "triton"
+
+
+def availability():
+    return False, "the triton backend is not implemented yet"
+
+
+def supports(x, qw):
+    return availability()[1]
+
+
+def matmul(x, qw, *, bias=None):
+    raise NotImplementedError(availability()[1])
