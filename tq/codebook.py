@@ -151,6 +151,12 @@ def expected_mse(levels: np.ndarray, source) -> float:
     return float(np.sum(m2 - 2.0 * levels * m1 + levels * levels * m0))
 
 
+def expected_mse_in_group(codebook: "Codebook", group_size: int) -> float:
+    """Expected error of ``codebook``'s levels on the exact source of a rotated group of
+    ``group_size`` coordinates (the sphere marginal), whatever source it was fitted to."""
+    return expected_mse(codebook.levels, _SphereMarginalSource(group_size))
+
+
 def _mse_gradient(levels: np.ndarray, source) -> np.ndarray:
     # Boundary terms cancel at midpoints (both neighbours make the same error there).
     m0, m1, _ = source.moments(_edges(levels, source.support))

@@ -92,9 +92,9 @@ def _quantize_pass(target: torch.Tensor, codebook, norm_dtype, g: int):
     # Normalize by the norm that will be stored, so its rounding is part of the residual.
     inv = torch.where(scale > 0, math.sqrt(g) / scale, torch.zeros_like(scale))
     unit = target * inv.unsqueeze(-1)
-    thresholds = torch.as_tensor(codebook.thresholds, dtype=torch.float32, device=target.device)
+    thresholds = torch.tensor(codebook.thresholds, dtype=torch.float32, device=target.device)
     idx = torch.bucketize(unit, thresholds, out_int32=True)
-    levels = torch.as_tensor(codebook.levels, dtype=torch.float32, device=target.device)
+    levels = torch.tensor(codebook.levels, dtype=torch.float32, device=target.device)
     recon = levels[idx] * (scale / math.sqrt(g)).unsqueeze(-1)
     return idx, stored, recon
 
@@ -139,7 +139,7 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
             target = target - recon
 
     passes = [QuantizedPass(bits=b, codebook=cb, planes=packing.pack_indices(idx, b), norms=nm,
-                            levels=torch.as_tensor(cb.levels, dtype=torch.float32, device=weight.device))
+                            levels=torch.tensor(cb.levels, dtype=torch.float32, device=weight.device))
               for b, cb, idx, nm in zip(bit_list, codebooks, indices, norms)]
     qw = QuantizedWeight(out_features=n, in_features=k, group_size=g, k_padded=k_pad, rotation_block=block,
                          seed=int(seed), dtype=weight.dtype, passes=passes, full_row=full_row)
