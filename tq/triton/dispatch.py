@@ -1,0 +1,394 @@
+"""Host side of the Triton backend: weight preparation, path and tile choice, launches.
+
+One call is two or three launches: rotate x (rotate.py), then the decode kernel
+(B <= DECODE_MAX_BATCH) or the prefill kernel, then, only for split-K decode, the
+finalize kernel that sums the fp32 partials.  Tile shapes come from a small per-shape
+tuner on the GPU (each candidate timed once on the real inputs by CUDA-graph replay, the
+winner cached per (path, N, K_pad, batch bucket, quantization config, dtype)); under
+TRITON_INTERPRET=1, or with TQ_TRITON_TUNE=0, the first candidate that runs is used.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import os
+import warnings
+import weakref
+
+import numpy as np
+import torch
+import triton
+import triton.language as tl
+import triton.runtime.errors
+import triton.testing
+
+from .. import packing
+from ..codebook import poly_basis
+from ..format import QuantizedWeight
+from . import decode, prefill, rotate
+from .dequant import MAX_POLY_TERMS
+
+SUPPORTED_BITS = (2, 3, 4, 8)
+DECODE_MAX_BATCH = 16
+# A polynomial evaluated in w = 2u reaches (2^bits - 1)^(2*terms - 1); past this its top
+# coefficient times a small group scale would fall into fp32 subnormals, so such a
+# codebook is read through its (always stored) levels table instead.
+POLY_RANGE_LIMIT = 1e28
+_TL_DTYPES = {torch.bfloat16: tl.bfloat16, torch.float16: tl.float16, torch.float32: tl.float32}
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") == "1"
+
+
+def tuning_enabled() -> bool:
+    return not interpreting() and os.environ.get("TQ_TRITON_TUNE", "1") != "0"
+
+
+# ---------------------------------------------------------------------------
+# Weight preparation (cached per QuantizedWeight object)
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass
+class PreparedPass:
+    bits: int
+    widths: tuple        # plane widths (W0, W1), W1 = 0 when the pass has one plane
+    planes: tuple        # two tensors (the first repeated when there is one plane)
+    norms: torch.Tensor
+    levels: torch.Tensor
+    coefficients: torch.Tensor  # fp32 [MAX_POLY_TERMS] Horner coefficients in w = 2u (zeros for lookup)
+    n_terms: int                # 0 = lookup
+    prefill_coefficients: torch.Tensor  # what the prefill kernel evaluates (see interpolating_coefficients)
+    prefill_terms: int
+
+
+@dataclasses.dataclass
+class PreparedWeight:
+    passes: list
+    driver_width: int
+    inv_sqrt_g: float
+    args: tuple = ()        # kernel pointer/stride arguments of both passes (built once)
+    consts: dict = dataclasses.field(default_factory=dict)  # their compile-time constants
+    prefill_args: tuple = ()
+    prefill_consts: dict = dataclasses.field(default_factory=dict)
+    key: tuple = ()         # the quantization part of the tuning key
+
+
+def horner_coefficients(codebook) -> np.ndarray | None:
+    """d_j = c_j / (2^bits - 1)^(2j+1): the polynomial in w = 2u = 2*idx - (2^bits - 1)."""
+    if not codebook.is_polynomial:
+        return None
+    c = np.asarray(codebook.poly_coefficients, dtype=np.float64)
+    span = float((1 << codebook.bits) - 1)
+    if len(c) > MAX_POLY_TERMS or span ** (2 * len(c) - 1) > POLY_RANGE_LIMIT:
+        return None
+    return c / span ** (2 * np.arange(len(c)) + 1)
+
+
+def interpolating_coefficients(levels: np.ndarray, bits: int) -> np.ndarray | None:
+    """Horner coefficients (in w = 2u) of the odd polynomial through all levels, or None.
+
+    A symmetric codebook of 2^bits levels is reproduced exactly by 2^(bits-1) odd terms.
+    The prefill kernel evaluates a lookup codebook this way for bits <= 4: a per-weight
+    gather in the tensor-core kernel cost 5x its time on the H100, 8 FMAs do not.  Kept
+    only when the fp32 Horner chain reproduces every level to 1e-6 of the largest.
+    """
+    if bits > 4:
+        return None
+    levels = np.asarray(levels, dtype=np.float64)
+    scale = np.abs(levels).max()
+    if np.abs(levels + levels[::-1]).max() > 1e-7 * scale:
+        return None
+    terms = 1 << (bits - 1)
+    c = np.linalg.lstsq(poly_basis(bits, terms), levels, rcond=None)[0]
+    span = float((1 << bits) - 1)
+    d = c / span ** (2 * np.arange(terms) + 1)
+    d32 = d.astype(np.float32)
+    w = (2 * np.arange(1 << bits) - span).astype(np.float32)
+    acc = d32[-1]
+    for j in range(terms - 2, -1, -1):
+        acc = (acc * w * w + d32[j]).astype(np.float32)
+    if np.abs(acc * w - levels).max() > 1e-6 * scale:
+        return None
+    return d
+
+
+def _padded(d, device) -> torch.Tensor:
+    coef = np.zeros(MAX_POLY_TERMS)
+    if d is not None:
+        coef[:len(d)] = d
+    return torch.as_tensor(coef, dtype=torch.float32, device=device)
+
+
+def _prepare_pass(p) -> PreparedPass:
+    widths = packing.plane_widths(p.bits)
+    planes = [pl.contiguous() for pl in p.planes]
+    d = horner_coefficients(p.codebook)
+    dev = p.norms.device
+    coef = _padded(d, dev)
+    exact = None if d is not None else interpolating_coefficients(p.levels.double().cpu().numpy(), p.bits)
+    return PreparedPass(
+        bits=p.bits, widths=(widths[0], widths[1] if len(widths) > 1 else 0),
+        planes=(planes[0], planes[1] if len(planes) > 1 else planes[0]),
+        norms=p.norms.contiguous(), levels=p.levels.to(torch.float32).contiguous(),
+        coefficients=coef, n_terms=0 if d is None else len(d),
+        prefill_coefficients=coef if exact is None else _padded(exact, dev),
+        prefill_terms=len(exact) if exact is not None else (0 if d is None else len(d)))
+
+
+_prepared: dict[int, tuple] = {}
+
+
+def prepare_weight(qw: QuantizedWeight) -> PreparedWeight:
+    hit = _prepared.get(id(qw))
+    if hit is not None and hit[0]() is qw and hit[2] is qw.passes[0].planes[0]:
+        return hit[1]
+    passes = [_prepare_pass(p) for p in qw.passes]
+    prepared = PreparedWeight(passes=passes, driver_width=max(max(p.widths) for p in passes),
+                              inv_sqrt_g=1.0 / math.sqrt(qw.group_size))
+    prepared.args, prepared.consts = _pass_args(prepared, prefill=False)
+    prepared.prefill_args, prepared.prefill_consts = _pass_args(prepared, prefill=True)
+    prepared.key = tuple((p.bits, p.n_terms, p.prefill_terms) for p in passes) + (qw.group_size,)
+    key = id(qw)
+    _prepared[key] = (weakref.ref(qw, lambda _, k=key: _prepared.pop(k, None)), prepared,
+                      qw.passes[0].planes[0])
+    return prepared
+
+
+def unsupported_reason(qw: QuantizedWeight) -> str | None:
+    for i, p in enumerate(qw.passes):
+        if p.bits not in SUPPORTED_BITS:
+            return (f"pass {i} has {p.bits}-bit indices; the triton backend supports bits "
+                    f"{SUPPORTED_BITS} (use the reference backend for others)")
+    if len(qw.passes) > 2:
+        return "the triton backend supports at most one residual pass"
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Tile choice
+# ---------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    tn: int
+    tk: int
+    split: int
+    num_warps: int
+    num_stages: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefillConfig:
+    bn: int
+    bm: int
+    tk: int
+    group_m: int
+    num_warps: int
+    num_stages: int = 3
+
+
+def _sm_count(device) -> int:
+    if device.type != "cuda":
+        return 8
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def fit_tk(tk: int, k_padded: int, driver_width: int, dot: bool) -> int:
+    """Clamp a tile width: >= 32 columns, >= 16 driver bytes for tl.dot, no wider than K_pad needs."""
+    tk = min(tk, max(32, triton.next_power_of_2(k_padded)))
+    if dot:
+        tk = max(tk, 128 // driver_width)
+    return max(tk, 32)
+
+
+def decode_candidates(n: int, k_padded: int, batch: int, driver_width: int, device) -> list[DecodeConfig]:
+    sms = _sm_count(device)
+    if interpreting():
+        return [DecodeConfig(tn=32, tk=fit_tk(128, k_padded, driver_width, batch > 1), split=1, num_warps=4)]
+    out = []
+    shapes = [(32, 128, 4), (64, 128, 4), (32, 256, 4), (16, 256, 4), (64, 256, 8), (128, 128, 8)] if batch == 1 \
+        else [(32, 128, 4), (64, 128, 4), (64, 256, 4), (128, 128, 8), (32, 256, 4)]
+    for tn, tk, warps in shapes:
+        tk = fit_tk(tk, k_padded, driver_width, batch > 1)
+        n_tiles = triton.cdiv(k_padded, tk)
+        programs = triton.cdiv(n, tn)
+        splits = {1}
+        for target in (2 * sms, 4 * sms):
+            splits.add(max(1, min(n_tiles, target // programs)))
+        for s in sorted(splits):
+            cfg = DecodeConfig(tn=tn, tk=tk, split=s, num_warps=warps)
+            if cfg not in out:
+                out.append(cfg)
+    return out
+
+
+def prefill_candidates(n: int, k_padded: int, batch: int, driver_width: int) -> list[PrefillConfig]:
+    if interpreting():
+        return [PrefillConfig(bn=32, bm=32, tk=fit_tk(128, k_padded, driver_width, True), group_m=4,
+                              num_warps=4)]
+    shapes = [(128, 128, 128, 8, 3), (128, 256, 128, 8, 3), (256, 128, 128, 8, 3), (128, 128, 256, 8, 3),
+              (64, 128, 128, 4, 4)] if batch > 256 else \
+        [(64, 64, 128, 4, 3), (128, 64, 128, 4, 3), (64, 32, 256, 4, 3)]
+    return [PrefillConfig(bn=bn, bm=bm, tk=fit_tk(tk, k_padded, driver_width, True), group_m=8,
+                          num_warps=w, num_stages=st) for bn, bm, tk, w, st in shapes]
+
+
+_tuned: dict = {}
+
+
+def _time_candidate(fn) -> float:
+    """GPU time of fn in ms, from CUDA-graph replays where capture works.
+
+    At batch 1 the host's launch cost (tens of microseconds for these many-argument
+    kernels) exceeds the kernels' GPU time, so plain back-to-back timing (do_bench)
+    measures the host and picks configs nearly at random (seen on the H100: the
+    8192x8192 B=1 pick moved between 0.055 and 0.076 ms runs).  Graph replay removes that.
+    """
+    try:
+        return triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median")
+    except Exception:  # capture unsupported here: fall back to event timing of eager launches
+        torch.cuda.synchronize()
+        return triton.testing.do_bench(fn, warmup=5, rep=25, return_mode="median")
+
+
+def _choose(key, make_candidates, launch):
+    """The fastest candidate for this key (timed once per key on the GPU), else the first that runs."""
+    cfg = _tuned.get(key)
+    if cfg is not None:
+        return cfg
+    candidates = make_candidates()
+    tune = len(candidates) > 1 and tuning_enabled()
+    best, best_t, errors = None, float("inf"), []
+    for cfg in candidates:
+        try:
+            launch(cfg)
+            if not tune:
+                best = cfg
+                break
+            t = _time_candidate(lambda: launch(cfg))
+        except triton.runtime.errors.OutOfResources as e:  # too much shared memory: try the next
+            errors.append(str(e))
+            continue
+        except Exception as e:  # while tuning, a candidate the compiler rejects is skipped, not fatal
+            if not tune:
+                raise
+            warnings.warn(f"triton config {cfg} failed for {key}: {type(e).__name__}: {e}")
+            errors.append(str(e))
+            continue
+        if t < best_t:
+            best, best_t = cfg, t
+    if best is None:
+        raise RuntimeError(f"no triton config could run for {key}: {errors}")
+    _tuned[key] = best
+    return best
+
+
+def tuned_configs() -> dict:
+    """What the tuner chose so far (for benchmark reports)."""
+    return {str(k): dataclasses.asdict(v) for k, v in _tuned.items()}
+
+
+# ---------------------------------------------------------------------------
+# Launches
+# ---------------------------------------------------------------------------
+def _pass_args(prep: PreparedWeight, prefill: bool):
+    a = prep.passes[0]
+    r = prep.passes[1] if len(prep.passes) > 1 else a
+    ca, cr = (a.prefill_coefficients, r.prefill_coefficients) if prefill else (a.coefficients, r.coefficients)
+    ta, tr = (a.prefill_terms, r.prefill_terms) if prefill else (a.n_terms, r.n_terms)
+    args = (a.planes[0], a.planes[1], a.planes[0].stride(0), a.planes[1].stride(0), a.norms, a.levels, ca,
+            r.planes[0], r.planes[1], r.planes[0].stride(0), r.planes[1].stride(0), r.norms, r.levels, cr)
+    consts = dict(P=prep.driver_width, BITS0=a.bits, W00=a.widths[0], W01=a.widths[1], NT0=ta,
+                  BITS1=r.bits if len(prep.passes) > 1 else 0, W10=r.widths[0], W11=r.widths[1],
+                  NT1=tr)
+    return args, consts
+
+
+def _dot_types(dtype: torch.dtype) -> dict:
+    return _dot_types_cached(dtype, interpreting())
+
+
+@functools.lru_cache(maxsize=None)
+def _dot_types_cached(dtype: torch.dtype, interpret: bool) -> dict:
+    """Operand rounding dtype, dot dtype and precision of the tl.dot paths.
+
+    The interpreter's tl.dot mishandles bf16 operands and its bf16 conversion truncates
+    instead of rounding, so under it bf16 operands stay fp32 (the GPU tests cover the
+    rounding); fp16 operands are rounded and multiplied in fp32 (exact products).
+    """
+    operand = _TL_DTYPES[dtype]
+    if interpret:
+        return dict(OPERAND_DTYPE=tl.float32 if dtype == torch.bfloat16 else operand,
+                    DOT_DTYPE=tl.float32, PREC="ieee")
+    dot = operand
+    return dict(OPERAND_DTYPE=operand, DOT_DTYPE=dot, PREC="ieee" if dot == tl.float32 else "tf32")
+
+
+def _launch_decode(cfg: DecodeConfig, qw, prep, x_rot, y, bias, batch):
+    n, k_pad = qw.out_features, qw.k_padded
+    n_tiles = triton.cdiv(k_pad, cfg.tk)
+    per_split = triton.cdiv(n_tiles, cfg.split)
+    split = triton.cdiv(n_tiles, per_split)
+    # B = 1 reads lookup codebooks from their table (FMA path); the tl.dot path (B > 1)
+    # takes the interpolating polynomial, like prefill.
+    args, consts = (prep.args, prep.consts) if batch == 1 else (prep.prefill_args, prep.prefill_consts)
+    ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
+    bb = 1 if batch == 1 else max(16, triton.next_power_of_2(batch))
+    grid = (triton.cdiv(n, cfg.tn), split)
+    decode.decode_kernel[grid](
+        x_rot, y, ws, bias if bias is not None else y, *args,
+        batch, n, k_pad, qw.n_groups, qw.group_size, prep.inv_sqrt_g, per_split, n_tiles,
+        x_rot.stride(0), y.stride(0), **consts,
+        TN=cfg.tn, TK=cfg.tk, BB=bb, PARTIAL=split > 1, HAS_BIAS=bias is not None,
+        SCALAR_SCALE=qw.group_size % cfg.tk == 0, EVEN=k_pad % cfg.tk == 0,
+        **_dot_types(y.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+    if split > 1:
+        total = batch * n
+        block = 1024
+        decode.finalize_kernel[(triton.cdiv(total, block),)](
+            ws, y, bias if bias is not None else y, total, n, SPLIT=split, HAS_BIAS=bias is not None,
+            BLOCK=block, num_warps=4)
+
+
+def _launch_prefill(cfg: PrefillConfig, qw, prep, x_rot, y, bias, batch):
+    n, k_pad = qw.out_features, qw.k_padded
+    args, consts = prep.prefill_args, prep.prefill_consts
+    grid = (triton.cdiv(batch, cfg.bm) * triton.cdiv(n, cfg.bn),)
+    prefill.prefill_kernel[grid](
+        x_rot, y, bias if bias is not None else y, *args,
+        batch, n, k_pad, qw.n_groups, qw.group_size, prep.inv_sqrt_g, triton.cdiv(k_pad, cfg.tk),
+        x_rot.stride(0), y.stride(0), **consts,
+        BN=cfg.bn, BM=cfg.bm, TK=cfg.tk, GROUP_M=cfg.group_m, HAS_BIAS=bias is not None,
+        SCALAR_SCALE=qw.group_size % cfg.tk == 0, EVEN=k_pad % cfg.tk == 0,
+        **_dot_types(y.dtype), num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+
+
+def _batch_bucket(batch: int) -> int:
+    return batch if batch <= 2 else min(triton.next_power_of_2(batch), 4096)
+
+
+def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
+    """x2 [B, K] -> y [B, N] in x2's dtype (inputs already validated)."""
+    batch = x2.shape[0]
+    n = qw.out_features
+    y = torch.empty((batch, n), dtype=x2.dtype, device=x2.device)
+    if batch == 0:
+        return y
+    prep = prepare_weight(qw)
+    if bias is not None:
+        bias = bias.contiguous()
+    if batch <= DECODE_MAX_BATCH:
+        # The decode kernel reads x_rot as fp32: it is tiny and keeps the FMA path exact.
+        x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, torch.float32)
+        key = ("decode", n, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype)
+        cfg = _choose(key, lambda: decode_candidates(n, qw.k_padded, batch, prep.driver_width, x2.device),
+                      lambda c: _launch_decode(c, qw, prep, x_rot, y, bias, batch))
+        _launch_decode(cfg, qw, prep, x_rot, y, bias, batch)
+    else:
+        rot_dtype = torch.float32 if interpreting() and x2.dtype == torch.bfloat16 else x2.dtype
+        x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
+        key = ("prefill", n, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype)
+        cfg = _choose(key, lambda: prefill_candidates(n, qw.k_padded, batch, prep.driver_width),
+                      lambda c: _launch_prefill(c, qw, prep, x_rot, y, bias, batch))
+        _launch_prefill(cfg, qw, prep, x_rot, y, bias, batch)
+    return y

@@ -1,0 +1,137 @@
+# Activation rotation on the GPU: x_rot = rotate(x) (tq/rotation.py, rotate_torch / rotate_np).
+#
+# Math.  Per block of R = 2^r columns of the zero-padded row, rotate(x) = H_R (s * x) / sqrt(R)
+# with s the seeded +-1 signs and H_R[i, j] = (-1)^popcount(i & j) (Sylvester).  H_R is a
+# Kronecker product H_a (x) H_b whenever R = a * b, a and b powers of two, so a large block
+# is done as a few passes, each a dense product of every "line" (a column of a at stride b,
+# or b contiguous columns) with a small H_n, n <= MAX_DENSE.
+#
+# Tiling.  One program takes TM lines of n elements ([TM, n] tile; the lines of all batch
+# rows are one flat list, so tiny rows still fill a tile) and computes tile @ H_n with
+# tl.dot.  H_n is built in registers from its index formula (a parity of i & j, a handful
+# of integer ops on n*n elements) instead of being loaded.
+#
+# Why a matrix product: for bf16/fp16 activations the first pass multiplies values that
+# are exactly representable (x * +-1) by exact +-1 entries with fp32 accumulation, so
+# the tensor cores compute it with no rounding beyond the final store; a butterfly would
+# need log2(n) register shuffles per element.  fp32 activations use input_precision
+# "ieee" (exact fp32 FMA) so the fp32 path stays below 1e-4 relative error.
+# Passes after the first (R > MAX_DENSE, mostly full-row groups) work on an fp32
+# scratch buffer; the last pass applies 1/sqrt(R) and stores in the requested dtype.
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import torch
+import triton
+import triton.language as tl
+
+from ..rotation import is_power_of_two, random_signs
+
+MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
+MIN_DENSE = 16   # tl.dot needs every dimension >= 16
+TILE_ELEMENTS = 8192  # TM * n per program
+MIN_PROGRAMS = 8
+
+
+@triton.jit
+def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_padded, scale,
+                        N: tl.constexpr, STRIDE: tl.constexpr, TM: tl.constexpr,
+                        FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    line = tl.program_id(0) * TM + tl.arange(0, TM)
+    i = tl.arange(0, N)
+    # Line L covers positions (L // STRIDE) * N * STRIDE + L % STRIDE + i * STRIDE of the
+    # flat [B * K_pad] array; STRIDE = 1 means N contiguous columns.
+    base = (line // STRIDE).to(tl.int64) * (N * STRIDE) + line % STRIDE
+    pos = base[:, None] + (i * STRIDE)[None, :]
+    live = (line < n_lines)[:, None]
+    if FIRST:
+        row = pos // k_padded
+        col = pos - row * k_padded
+        ok = live & (col < n_valid)
+        v = tl.load(in_ptr + row * ld_in + col, mask=ok, other=0.0)
+        sgn = tl.load(sign_ptr + col, mask=ok, other=0.0)
+        v = v.to(DOT_DTYPE) * sgn.to(DOT_DTYPE)
+    else:
+        v = tl.load(in_ptr + pos, mask=live, other=0.0).to(DOT_DTYPE)
+    par = i[:, None] & i[None, :]
+    par = par ^ (par >> 4)
+    par = par ^ (par >> 2)
+    par = par ^ (par >> 1)
+    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
+    r = tl.dot(v, h, input_precision=PREC) * scale
+    tl.store(out_ptr + pos, r.to(out_ptr.dtype.element_ty), mask=live)
+
+
+def factor_block(block: int) -> list[int]:
+    """Split a rotation block into Kronecker factors in [MIN_DENSE, MAX_DENSE], largest first."""
+    if not is_power_of_two(block) or block < MIN_DENSE:
+        raise ValueError(f"rotation block must be a power of two >= {MIN_DENSE}, got {block}")
+    factors = []
+    rest = block
+    while rest > MAX_DENSE:
+        f = MAX_DENSE if rest // MAX_DENSE >= MIN_DENSE else rest // MIN_DENSE
+        factors.append(f)
+        rest //= f
+    factors.append(rest)
+    return factors
+
+
+@functools.lru_cache(maxsize=64)
+def _signs(k_padded: int, seed: int, device: torch.device) -> torch.Tensor:
+    return torch.as_tensor(random_signs(k_padded, seed), dtype=torch.float32, device=device)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, out_dtype: torch.dtype,
+          interpreting: bool) -> tuple:
+    """Launch parameters of every pass (computed once per shape: the host path is hot at B=1)."""
+    factors = factor_block(block)
+    exact_input = in_dtype in (torch.float16, torch.bfloat16)
+    total = rows * k_padded
+    # Inner (contiguous) factor first so the pass that reads x reads whole runs of it.
+    strides, acc = [], 1
+    for f in reversed(factors):
+        strides.append((f, acc))
+        acc *= f
+    passes = []
+    for p, (n, stride) in enumerate(strides):
+        first, last = p == 0, p == len(strides) - 1
+        # (The interpreter's tl.dot mishandles bf16 operands: it takes the fp32 route there.)
+        if first and exact_input and not interpreting:
+            dot_dtype, prec = (tl.bfloat16 if in_dtype == torch.bfloat16 else tl.float16), "tf32"
+        elif in_dtype == torch.float32 or interpreting:
+            dot_dtype, prec = tl.float32, "ieee"
+        else:
+            dot_dtype, prec = tl.float32, "tf32"
+        n_lines = total // n
+        # Small batches: at least MIN_PROGRAMS programs, so one CTA does not rotate a whole row alone.
+        tm = max(MIN_DENSE, min(TILE_ELEMENTS // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
+        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines,
+                           scale=1.0 / math.sqrt(block) if last else 1.0, first=first, last=last,
+                           consts=dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)))
+    needs_scratch = len(passes) > 1 and out_dtype != torch.float32
+    return tuple(passes), needs_scratch
+
+
+def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: torch.dtype) -> torch.Tensor:
+    """x2 [B, K] (unit stride along K) -> rotate(x2) zero-padded to [B, K_pad], in out_dtype."""
+    b, k = x2.shape
+    if x2.stride(1) != 1:
+        x2 = x2.contiguous()
+    out = torch.empty((b, k_padded), dtype=out_dtype, device=x2.device)
+    if b == 0:
+        return out
+    signs = _signs(k_padded, int(seed), x2.device)
+    passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype,
+                                  os.environ.get("TRITON_INTERPRET", "0") == "1")
+    scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
+    src, ld = x2, x2.stride(0)
+    for p in passes:
+        dst = out if p["last"] else scratch
+        _rotate_pass_kernel[p["grid"]](src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"],
+                                       **p["consts"], num_warps=4)
+        src, ld = dst, k_padded
+    return out
