@@ -1,0 +1,112 @@
+"""tq.TQLinear: the nn.Linear contract (shapes, dtypes, bias), state_dict round trips, repr, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import tq
+from tq.reference.matmul import matmul_float64
+
+
+def make_linear(k, n, bias, gen):
+    linear = nn.Linear(k, n, bias=bias)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(n, k, generator=gen) / k ** 0.5)
+        if bias:
+            linear.bias.copy_(torch.randn(n, generator=gen))
+    return linear
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("lead", [(), (5,), (2, 3)])
+def test_forward_matches_float64_reference(bias, lead, gen):
+    linear = make_linear(96, 40, bias, gen)           # K = 96: G = 64 pads the last group
+    layer = tq.TQLinear.from_linear(linear, bits=4, group_size=64)
+    x = torch.randn(*lead, 96, generator=gen)
+    y = layer(x)
+    assert y.shape == (*lead, 40) and y.dtype == torch.float32
+    want = matmul_float64(x, layer.quantized_weight, bias=linear.bias)
+    torch.testing.assert_close(y.double(), torch.as_tensor(want), rtol=1e-5, atol=1e-5)
+    # and it equals nn.Linear with the de-quantized weight
+    dense = torch.nn.functional.linear(x, layer.dequantized_weight(torch.float32), linear.bias)
+    torch.testing.assert_close(y, dense, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_output_dtype_is_input_dtype(dtype, gen):
+    layer = tq.TQLinear.from_linear(make_linear(64, 32, True, gen), bits=3, group_size=32)
+    x = torch.randn(4, 64, generator=gen).to(dtype)
+    y = layer(x)
+    assert y.dtype == dtype and y.shape == (4, 32)
+    ref = layer(x.float())
+    tol = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float32: 1e-6}[dtype]
+    torch.testing.assert_close(y.float(), ref, rtol=tol, atol=tol)
+
+
+def test_module_dtype_cast_keeps_the_stored_format(gen):
+    layer = tq.TQLinear.from_linear(make_linear(64, 32, True, gen), bits=4, group_size=32)
+    x = torch.randn(3, 64, generator=gen)
+    before = layer(x)
+    layer.to(torch.bfloat16)
+    assert layer.pass0_levels.dtype == torch.float32 and layer.pass0_norms.dtype == torch.float16
+    assert layer.pass0_plane0.dtype == torch.uint8 and layer.bias.dtype == torch.bfloat16
+    after = layer(x.bfloat16())
+    assert after.dtype == torch.bfloat16
+    torch.testing.assert_close(after.float(), before, rtol=5e-2, atol=5e-2)
+
+
+def test_extra_repr_shows_config_and_bits():
+    layer = tq.TQLinear.from_linear(nn.Linear(128, 16), bits=4, group_size=128, residual_bits=2)
+    text = repr(layer)
+    assert "bits=4+2" in text and "group=128" in text and "bits/weight" in text and "codebook=gaussian" in text
+    assert f"{layer.bits_per_weight:.3f}" in text
+    row = tq.TQLinear.from_linear(nn.Linear(96, 8, bias=False), bits=2, group_size=None)
+    assert "group=row" in repr(row) and "bias=False" in repr(row)
+
+
+def test_state_dict_round_trip(gen):
+    a = tq.TQLinear.from_linear(make_linear(96, 24, True, gen), bits=4, group_size=32, residual_bits=3, seed=7)
+    b = tq.TQLinear.from_linear(make_linear(96, 24, True, gen), bits=4, group_size=32, residual_bits=3, seed=7)
+    x = torch.randn(2, 96, generator=gen)
+    assert not torch.equal(a(x), b(x))
+    sd = a.state_dict()
+    assert {"pass0_plane0", "pass0_norms", "pass0_levels", "pass1_norms", "tq_header", "bias"} <= set(sd)
+    b.load_state_dict(sd)
+    torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
+    # assign=True (what tq.load_quantized does for the rest of a model) works too
+    c = tq.TQLinear.from_linear(make_linear(96, 24, True, gen), bits=4, group_size=32, residual_bits=3, seed=7)
+    c.load_state_dict({k: v.clone() for k, v in sd.items()}, assign=True)
+    torch.testing.assert_close(c(x), a(x), rtol=0, atol=0)
+
+
+def test_state_dict_of_another_configuration_is_a_clear_error(gen):
+    a = tq.TQLinear.from_linear(make_linear(64, 16, False, gen), bits=4, group_size=32, seed=0)
+    other_seed = tq.TQLinear.from_linear(make_linear(64, 16, False, gen), bits=4, group_size=32, seed=1)
+    with pytest.raises(RuntimeError, match="tq.load_quantized"):
+        other_seed.load_state_dict(a.state_dict())
+    other_bits = tq.TQLinear.from_linear(make_linear(64, 16, False, gen), bits=3, group_size=32, seed=0)
+    with pytest.raises(RuntimeError, match="quantized as"):
+        other_bits.load_state_dict(a.state_dict())
+
+
+def test_quantized_weight_view_and_accounting(gen):
+    layer = tq.TQLinear.from_linear(make_linear(128, 64, False, gen), bits=4, group_size=128)
+    qw = layer.quantized_weight
+    assert qw.shape == (64, 128) and qw.bits == 4 and qw.group_size == 128
+    assert layer.nbytes == qw.nbytes and layer.bits_per_weight == pytest.approx(4 + 16 / 128 + 8 * 64 / (64 * 128))
+    assert layer.config["passes"][0]["bits"] == 4
+
+
+def test_errors():
+    with pytest.raises(TypeError, match="nn.Linear"):
+        tq.TQLinear.from_linear(nn.Conv1d(4, 4, 1))
+    with pytest.raises(ValueError, match="meta"):
+        tq.TQLinear.from_linear(nn.Linear(64, 8, device="meta"))
+    with pytest.raises(ValueError, match="backend"):
+        tq.TQLinear.from_linear(nn.Linear(64, 8), group_size=32, backend="fast")
+    with pytest.raises(ValueError, match="does not divide"):
+        tq.TQLinear.from_linear(nn.Linear(96, 8), group_size=64, pad=False)
+    layer = tq.TQLinear.from_linear(nn.Linear(64, 8), group_size=32)
+    with pytest.raises(ValueError, match="in_features"):
+        layer(torch.randn(2, 65))
