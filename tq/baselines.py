@@ -25,7 +25,8 @@ import math
 import numpy as np
 import torch
 
-FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
+from .quantize import check_weight
+
 FLOAT16_MAX = torch.finfo(torch.float16).max
 
 # The 16 values of the 4-bit NormalFloat data type, index order 0..15, as published
@@ -48,21 +49,8 @@ FP16_BYTES = 2
 
 
 def _check_weight(weight) -> torch.Tensor:
-    """The weight as a float32 CPU-or-device tensor, after checking shape, dtype and values."""
-    if isinstance(weight, np.ndarray):
-        weight = torch.from_numpy(weight)
-    if not isinstance(weight, torch.Tensor):
-        raise TypeError(f"weight must be a torch.Tensor or numpy array, got {type(weight).__name__}")
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be 2-D (out_features x in_features), got shape {tuple(weight.shape)}")
-    if weight.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"weight dtype must be one of float32/float16/bfloat16/float64, got {weight.dtype}")
-    if weight.numel() == 0:
-        raise ValueError(f"weight is empty (shape {tuple(weight.shape)})")
-    if not bool(torch.isfinite(weight).all()):
-        bad = int((~torch.isfinite(weight)).sum())
-        raise ValueError(f"weight contains {bad} NaN/Inf values; clean the weight before quantizing")
-    return weight.float()
+    """The weight as float32, after the same checks tq.quantize makes (shape, dtype, values)."""
+    return check_weight(weight).float()
 
 
 def _check_positive_int(name: str, value) -> int:

@@ -58,7 +58,8 @@ def resolve_group(in_features: int, group_size, pad: bool = True) -> tuple[int, 
     return g, k_pad, g, False
 
 
-def _check_weight(weight) -> torch.Tensor:
+def check_weight(weight) -> torch.Tensor:
+    """The weight as a 2-D float tensor (NumPy arrays converted), or a clear error: shape, dtype, NaN/Inf."""
     if isinstance(weight, np.ndarray):
         weight = torch.from_numpy(weight)
     if not isinstance(weight, torch.Tensor):
@@ -111,7 +112,7 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
         "gaussian-poly" or "beta-poly" (odd polynomial levels of ``poly_degree``).
     norm_dtype: torch.float16 (default, 16 bits per group) or torch.float32.
     """
-    weight = _check_weight(weight)
+    weight = check_weight(weight)
     _check_bits("bits", bits)
     _check_bits("residual_bits", residual_bits, allow_none=True)
     if codebook not in KINDS:

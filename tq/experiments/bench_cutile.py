@@ -17,41 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
 import sys
 import time
 
 import torch
 
-HBM_BYTES_PER_S = 3.35e12
-
-
-def _median_ms(fn, args_list, iters: int, warmup: int = 5) -> float:
-    for i in range(warmup):
-        fn(*args_list[i % len(args_list)])
-    torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        a = args_list[i % len(args_list)]
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn(*a)
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
-
-
-def _peak_bytes(fn, *a) -> int:
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    out = fn(*a)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    del out
-    return int(peak)
+from .bench_common import HBM_BYTES_PER_S, median_ms, peak_bytes, versions
 
 
 def _breakdown(tqc, xs, qws, iters) -> dict:
@@ -66,7 +37,7 @@ def _breakdown(tqc, xs, qws, iters) -> dict:
             with torch.cuda.graph(gr):
                 tqc.matmul(x, q)
             graphs.append((gr,))
-        out["graph_ms"] = round(_median_ms(lambda gr: gr.replay(), graphs, iters), 4)
+        out["graph_ms"] = round(median_ms(lambda gr: gr.replay(), graphs, iters), 4)
     except Exception as e:
         out["graph_ms"] = f"failed: {type(e).__name__}: {e}"[:200]
     try:
@@ -84,36 +55,6 @@ def _breakdown(tqc, xs, qws, iters) -> dict:
     except Exception as e:
         out["kernels_ms"] = f"failed: {type(e).__name__}: {e}"[:200]
     return out
-
-
-def versions() -> dict:
-    v = {"python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda}
-    try:
-        import cuda.tile as ct
-        v["cuda_tile"] = getattr(ct, "__version__", None) or __import__("importlib.metadata").metadata.version("cuda-tile")
-    except Exception as e:
-        v["cuda_tile"] = f"missing ({e})"
-    try:
-        from tq.cutile import env
-        f = env.facts()
-        v["tileiras"] = f["tileiras_version"]
-        v["driver_api"] = f["driver_api"]
-    except Exception:
-        pass
-    try:
-        import subprocess
-        v["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-                                     capture_output=True, text=True).stdout.strip()
-    except Exception:
-        pass
-    try:
-        import triton
-        v["triton"] = triton.__version__
-    except Exception:
-        v["triton"] = None
-    if torch.cuda.is_available():
-        v["gpu"] = torch.cuda.get_device_name()
-    return v
 
 
 def main(argv=None) -> int:
@@ -155,12 +96,12 @@ def main(argv=None) -> int:
                 y = tqc.matmul(xs[0], qws[0])
                 ref = get_backend("reference").matmul(xs[0].float(), qws[0])
                 rel = float((y.float() - ref).norm() / ref.norm())
-                t_cut = _median_ms(lambda x, q: tqc.matmul(x, q), list(zip(xs, qws)), args.iters)
-                t_blas = _median_ms(lambda x, w: torch.nn.functional.linear(x, w), list(zip(xs, dense)), args.iters)
+                t_cut = median_ms(lambda x, q: tqc.matmul(x, q), list(zip(xs, qws)), args.iters)
+                t_blas = median_ms(lambda x, w: torch.nn.functional.linear(x, w), list(zip(xs, dense)), args.iters)
                 t_tri = None
                 if triton_b.available and triton_b.supports(xs[0], qws[0]) is None:
-                    t_tri = _median_ms(lambda x, q: triton_b.matmul(x, q), list(zip(xs, qws)), args.iters)
-                peak = _peak_bytes(tqc.matmul, xs[0], qws[0])
+                    t_tri = median_ms(lambda x, q: triton_b.matmul(x, q), list(zip(xs, qws)), args.iters)
+                peak = peak_bytes(tqc.matmul, xs[0], qws[0])
                 extra = _breakdown(tqc, xs, qws, args.iters) if args.breakdown else {}
                 moved = qws[0].nbytes + xs[0].numel() * 2 + b * n * 2
                 row = {"shape": f"{n}x{k}", "batch": b, "codebook": cbk, "cutile_ms": round(t_cut, 4),

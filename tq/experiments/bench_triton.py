@@ -20,67 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
-import statistics
-import subprocess
 import sys
 import time
 
 import torch
 
-HBM_BYTES_PER_S = 3.35e12
-
-
-def median_ms(fn, args_list, iters: int, warmup: int = 5) -> float:
-    for i in range(warmup):
-        fn(*args_list[i % len(args_list)])
-    torch.cuda.synchronize()
-    times = []
-    for i in range(iters):
-        a = args_list[i % len(args_list)]
-        s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        s.record()
-        fn(*a)
-        e.record()
-        e.synchronize()
-        times.append(s.elapsed_time(e))
-    return statistics.median(times)
-
-
-def graph_median_ms(fn, args_list, iters: int) -> float | None:
-    """Median time of CUDA-graph replays of fn (one graph per argument set, replayed in turn).
-
-    Graph replay removes the host's launch cost, which at batch 1 is larger than the
-    kernels themselves; it is how a decode loop is normally run.  None if capture fails.
-    """
-    try:
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):
-            for a in args_list:
-                fn(*a)
-        torch.cuda.current_stream().wait_stream(side)
-        graphs = []
-        for a in args_list:
-            g = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(g):
-                fn(*a)
-            graphs.append(g)
-        return median_ms(lambda g: g.replay(), [(g,) for g in graphs], iters)
-    except Exception as e:  # report, do not fail the whole benchmark
-        print(f"graph capture failed: {type(e).__name__}: {e}", file=sys.stderr)
-        return None
-
-
-def peak_bytes(fn, *a) -> int:
-    torch.cuda.synchronize()
-    base = torch.cuda.memory_allocated()
-    torch.cuda.reset_peak_memory_stats()
-    out = fn(*a)
-    torch.cuda.synchronize()
-    peak = torch.cuda.max_memory_allocated() - base
-    del out
-    return int(peak)
+from .bench_common import HBM_BYTES_PER_S, graph_median_ms, median_ms, peak_bytes, versions
 
 
 def copy_bandwidth() -> float:
@@ -106,23 +51,6 @@ def torch_int4(n: int, k: int, group: int):
         return fn, None
     except Exception as e:  # API differs across torch versions; report instead of failing
         return None, f"{type(e).__name__}: {str(e)[:200]}"
-
-
-def versions() -> dict:
-    v = {"python": platform.python_version(), "torch": torch.__version__, "cuda_runtime": torch.version.cuda}
-    try:
-        import triton
-        v["triton"] = triton.__version__
-    except Exception as e:
-        v["triton"] = f"missing ({e})"
-    try:
-        v["driver"] = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"],
-                                     capture_output=True, text=True).stdout.strip()
-    except Exception:
-        pass
-    if torch.cuda.is_available():
-        v["gpu"] = torch.cuda.get_device_name()
-    return v
 
 
 def main(argv=None) -> int:
