@@ -90,5 +90,7 @@ def select_backend(x, qw, backend: str = "auto") -> Backend:
 
 def matmul(x, qw, *, bias=None, backend: str = "auto"):
     """y = x @ W_hat.T (+ bias) through the chosen backend (see tq/contract.py)."""
-    contract.prepare(x, qw, bias, dtypes=contract.ACTIVATION_DTYPES + (__import__("torch").float64,))
+    # Validate once here so that every backend, and "auto" choosing among them, fails the same
+    # clear way on bad input; float64 is allowed because the reference backend takes it.
+    contract.prepare(x, qw, bias, dtypes=contract.ALL_DTYPES)
     return select_backend(x, qw, backend).matmul(x, qw, bias=bias)

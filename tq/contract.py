@@ -13,6 +13,7 @@ import torch
 from .format import QuantizedWeight
 
 ACTIVATION_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+ALL_DTYPES = ACTIVATION_DTYPES + (torch.float64,)  # float64: the reference backend only
 
 
 def prepare(x, qw: QuantizedWeight, bias=None, dtypes=ACTIVATION_DTYPES):

@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import importlib
-import math
 import os
 import sys
 import time

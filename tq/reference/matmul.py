@@ -52,7 +52,7 @@ def dequantize_columns(qw: QuantizedWeight, k0: int, k1: int, dtype=torch.float3
 
 
 def matmul(x: torch.Tensor, qw: QuantizedWeight, *, bias: torch.Tensor | None = None) -> torch.Tensor:
-    x2, out_shape = contract.prepare(x, qw, bias, dtypes=contract.ACTIVATION_DTYPES + (torch.float64,))
+    x2, out_shape = contract.prepare(x, qw, bias, dtypes=contract.ALL_DTYPES)
     compute = torch.float64 if x.dtype == torch.float64 else torch.float32
     x_rot = rotate_torch(x2.to(compute), qw.rotation_block, qw.seed, qw.k_padded)
     y = torch.zeros((x2.shape[0], qw.out_features), dtype=compute, device=x.device)
