@@ -34,3 +34,13 @@ def seed(request) -> int:
 @pytest.fixture
 def gen(seed) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def one_torch_thread():
+    """The harness's CPU work is many small ops; on a loaded 2-core machine they stall in the
+    thread pool (milliseconds each), one thread is many times faster.  Restored afterwards."""
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

@@ -18,14 +18,8 @@ ALL_BITS = ((4, None), (4, 4), (3, 2), (2, None))
 DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The harness's CPU work is many small ops; on a loaded 2-core machine they stall in the
-    thread pool (milliseconds each), one thread is many times faster.  Restored afterwards."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+# many small torch ops: see the fixture in conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _backend_or_skip(name):

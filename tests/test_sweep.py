@@ -14,14 +14,8 @@ from tq.reference import matmul_float64
 SMALL = ["--shapes", "qwen3-0.6b", "--batch", "1,4", "--backends", "reference", "--repeats", "2", "--warmup", "1"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The harness's CPU work is many small ops; on a loaded 2-core machine they stall in the
-    thread pool (milliseconds each), one thread is many times faster.  Restored afterwards."""
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
+# many small torch ops: see the fixture in conftest.py
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU fallback of the sweep")
