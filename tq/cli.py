@@ -175,16 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
     quant.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint in --out")
     quant.set_defaults(func=cmd_quantize)
 
-    from tq.experiments.perplexity import DEFAULT_DATA
+    from tq.experiments.perplexity import add_scoring_arguments
 
     ev = sub.add_parser("eval", help="perplexity of a checkpoint written by `python -m tq quantize`")
     ev.add_argument("--model", required=True, help="checkpoint directory")
-    ev.add_argument("--data", default=DEFAULT_DATA, help=f"text file (default {DEFAULT_DATA})")
-    ev.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
-    ev.add_argument("--stride", type=int, default=512, help="tokens between window starts (default 512)")
-    ev.add_argument("--max-windows", type=int, default=40, help="first N windows (default 40; 0 = all)")
-    ev.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
-    ev.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_scoring_arguments(ev)
     ev.set_defaults(func=cmd_eval)
     return parser
 

@@ -317,16 +317,21 @@ def build_parser() -> argparse.ArgumentParser:
                                             "docstring for the windowing and the configuration names).")
     p.add_argument("--model", required=True, help="Hugging Face model directory, a .gguf file, or 'smollm2'")
     p.add_argument("--gguf-file", default=None, help="GGUF file name inside --model's directory")
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"text file to score (default {DEFAULT_DATA})")
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated (default {DEFAULT_CONFIGS})")
+    add_scoring_arguments(p)
+    p.add_argument("--skip", default="lm_head", help="comma-separated module-name patterns left in full precision")
+    p.add_argument("--out", default=None, help="directory for results.md and results.json")
+    return p
+
+
+def add_scoring_arguments(p: argparse.ArgumentParser) -> None:
+    """Data, windowing and device options, shared with `python -m tq eval`."""
+    p.add_argument("--data", default=DEFAULT_DATA, help=f"text file to score (default {DEFAULT_DATA})")
     p.add_argument("--window", type=int, default=512, help="tokens per window (default 512)")
     p.add_argument("--stride", type=int, default=512, help="tokens between window starts (default 512: no overlap)")
     p.add_argument("--max-windows", type=int, default=40, help="score the first N windows (default 40; 0 = all)")
     p.add_argument("--batch-size", type=int, default=4, help="windows per forward pass (default 4)")
-    p.add_argument("--skip", default="lm_head", help="comma-separated module-name patterns left in full precision")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--out", default=None, help="directory for results.md and results.json")
-    return p
 
 
 def main(argv=None) -> int:
