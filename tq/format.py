@@ -287,13 +287,3 @@ def load(path, device=None) -> QuantizedWeight:
     if "tq" not in meta:
         raise FormatError(f"{path} has no tq metadata; was it written by tq.save?")
     return from_state(meta["tq"], tensors, device=device)
-
-
-def bits_per_weight_estimate(bits: int, group_size: int, residual_bits: int | None = None,
-                             norm_bits: int = 16) -> float:
-    """Stored bits per weight, ignoring padding and the (tiny) codebook."""
-    total = bits + norm_bits / group_size
-    if residual_bits:
-        total += residual_bits + norm_bits / group_size
-    return total
-
