@@ -16,14 +16,6 @@ def pytest_report_header(config):
     return f"tq test seed: {BASE_SEED} (set TQ_TEST_SEED={BASE_SEED} to reproduce)"
 
 
-def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="needs a CUDA GPU; none is visible to torch on this machine")
-    for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
-
 
 @pytest.fixture
 def seed(request) -> int:
