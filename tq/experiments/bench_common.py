@@ -5,6 +5,7 @@ authors' quick loop and keep their own simple CUDA-event timing, written once he
 """
 from __future__ import annotations
 
+import argparse
 import platform
 import statistics
 import subprocess
@@ -91,3 +92,20 @@ def versions() -> dict:
     if torch.cuda.is_available():
         v["gpu"] = torch.cuda.get_device_name()
     return v
+
+
+def add_benchmark_arguments(ap: argparse.ArgumentParser) -> None:
+    """The options both kernel benchmarks take (shapes, batches, quantization, iterations)."""
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--shapes", default="8192x8192,28672x8192,8192x28672")
+    ap.add_argument("--batches", default="1,16,2048")
+    ap.add_argument("--codebooks", default="gaussian,gaussian-poly")
+    ap.add_argument("--bits", type=int, default=4)
+    ap.add_argument("--group", type=int, default=128)
+    ap.add_argument("--iters", type=int, default=50)
+    ap.add_argument("--weights", type=int, default=3, help="weights in rotation (>= 3 defeats L2)")
+
+
+def parse_shapes_and_batches(args) -> tuple[list[tuple[int, int]], list[int]]:
+    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
+    return shapes, [int(b) for b in args.batches.split(",")]

@@ -22,7 +22,8 @@ import time
 
 import torch
 
-from .bench_common import HBM_BYTES_PER_S, median_ms, peak_bytes, versions
+from .bench_common import (HBM_BYTES_PER_S, add_benchmark_arguments, median_ms, parse_shapes_and_batches,
+                           peak_bytes, versions)
 
 
 def _breakdown(tqc, xs, qws, iters) -> dict:
@@ -59,14 +60,7 @@ def _breakdown(tqc, xs, qws, iters) -> dict:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shapes", default="8192x8192,28672x8192,8192x28672")
-    ap.add_argument("--batches", default="1,16,2048")
-    ap.add_argument("--codebooks", default="gaussian,gaussian-poly")
-    ap.add_argument("--bits", type=int, default=4)
-    ap.add_argument("--group", type=int, default=128)
-    ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--weights", type=int, default=3, help="weights in rotation (>= 3 defeats L2)")
+    add_benchmark_arguments(ap)
     ap.add_argument("--breakdown", action="store_true",
                     help="also time CUDA-graph replay of the call and each kernel (torch.profiler)")
     args = ap.parse_args(argv)
@@ -82,8 +76,7 @@ def main(argv=None) -> int:
         return 2
     triton_b = get_backend("triton", require_available=False)
     dev = "cuda"
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
+    shapes, batches = parse_shapes_and_batches(args)
     rows = []
     for n, k in shapes:
         gen = torch.Generator(device=dev).manual_seed(n * 7 + k)

@@ -25,7 +25,8 @@ import time
 
 import torch
 
-from .bench_common import HBM_BYTES_PER_S, graph_median_ms, median_ms, peak_bytes, versions
+from .bench_common import (HBM_BYTES_PER_S, add_benchmark_arguments, graph_median_ms, median_ms,
+                           parse_shapes_and_batches, peak_bytes, versions)
 
 
 def copy_bandwidth() -> float:
@@ -55,15 +56,8 @@ def torch_int4(n: int, k: int, group: int):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--shapes", default="8192x8192,28672x8192,8192x28672")
-    ap.add_argument("--batches", default="1,16,2048")
-    ap.add_argument("--codebooks", default="gaussian,gaussian-poly")
-    ap.add_argument("--bits", type=int, default=4)
+    add_benchmark_arguments(ap)
     ap.add_argument("--residual-bits", type=int, default=None)
-    ap.add_argument("--group", type=int, default=128)
-    ap.add_argument("--iters", type=int, default=50)
-    ap.add_argument("--weights", type=int, default=3, help="weights in rotation (>= 3 defeats L2)")
     args = ap.parse_args(argv)
     if not torch.cuda.is_available():
         print("no CUDA device: the triton benchmark needs one", file=sys.stderr)
@@ -80,8 +74,7 @@ def main(argv=None) -> int:
     dev = "cuda"
     copy_bps = copy_bandwidth()
     print(f"device-to-device copy: {copy_bps / 1e9:.0f} GB/s", flush=True)
-    shapes = [tuple(int(v) for v in s.split("x")) for s in args.shapes.split(",")]
-    batches = [int(b) for b in args.batches.split(",")]
+    shapes, batches = parse_shapes_and_batches(args)
     rows = []
     for n, k in shapes:
         gen = torch.Generator(device=dev).manual_seed(n * 7 + k)
