@@ -30,7 +30,7 @@ ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 6e-3}
 KERNEL_MODULES = ("tq.triton.dequant", "tq.triton.decode", "tq.triton.prefill", "tq.triton.rotate",
-                  "tq.triton.dispatch")
+                  "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.dispatch")
 
 
 @pytest.fixture(scope="module", autouse=True)

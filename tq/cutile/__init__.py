@@ -74,3 +74,9 @@ def matmul(x, qw: QuantizedWeight, *, bias=None):
         import cupy
         return cupy.from_dlpack(y)
     return y
+
+
+def matmul_prepared(x2, qw: QuantizedWeight, bias=None):
+    """matmul on torch inputs that tq.matmul already validated and checked with supports(): x2 is [B, K]."""
+    from .dispatch import run
+    return run(x2.contiguous(), qw, bias)

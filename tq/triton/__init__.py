@@ -71,3 +71,10 @@ def matmul(x, qw, *, bias=None):
     if reason:
         raise ValueError(f"the triton backend cannot run these inputs: {reason}")
     return run(x2, qw, bias).reshape(out_shape)
+
+
+def matmul_prepared(x2, qw, bias=None):
+    """matmul on inputs that tq.matmul already validated and checked with supports(): x2 is [B, K]."""
+    from .dispatch import run
+
+    return run(x2, qw, bias)

@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from ..rotation import is_power_of_two, random_signs
+from . import launch
 
 MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
 MIN_DENSE = 16   # tl.dot needs every dimension >= 16
@@ -63,6 +64,9 @@ def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_pa
     h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
     r = tl.dot(v, h, input_precision=PREC) * scale
     tl.store(out_ptr + pos, r.to(out_ptr.dtype.element_ty), mask=live)
+
+
+_launcher = launch.Launcher(_rotate_pass_kernel)
 
 
 def factor_block(block: int) -> list[int]:
@@ -102,16 +106,21 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
         # (The interpreter's tl.dot mishandles bf16 operands: it takes the fp32 route there.)
         if first and exact_input and not interpreting:
             dot_dtype, prec = (tl.bfloat16 if in_dtype == torch.bfloat16 else tl.float16), "tf32"
-        elif in_dtype == torch.float32 or interpreting:
+        elif in_dtype == torch.float32 or out_dtype == torch.float32 or interpreting:
+            # exact fp32 when the caller keeps fp32 (the fp32 decode path; tests at 1e-5);
+            # tf32 only where the output is rounded to bf16/fp16 anyway
             dot_dtype, prec = tl.float32, "ieee"
         else:
             dot_dtype, prec = tl.float32, "tf32"
         n_lines = total // n
         # Small batches: at least MIN_PROGRAMS programs, so one CTA does not rotate a whole row alone.
         tm = max(MIN_DENSE, min(TILE_ELEMENTS // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
-        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines,
+        consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)
+        warps = 8 if tm * n >= 16384 else 4
+        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines, key=(launch.spec(n_lines),
+                           launch.spec(k_padded), rows, k, block, k_padded, str(consts)),
                            scale=1.0 / math.sqrt(block) if last else 1.0, first=first, last=last,
-                           consts=dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)))
+                           consts=consts, warps=warps))
     needs_scratch = len(passes) > 1 and out_dtype != torch.float32
     return tuple(passes), needs_scratch
 
@@ -129,9 +138,11 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
                                   os.environ.get("TRITON_INTERPRET", "0") == "1")
     scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
     src, ld = x2, x2.stride(0)
-    for p in passes:
+    for i, p in enumerate(passes):
         dst = out if p["last"] else scratch
-        _rotate_pass_kernel[p["grid"]](src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"],
-                                       **p["consts"], num_warps=4)
+        # (launch.py: the key holds what Triton specializes on; signs, scratch and out are fresh.)
+        key = (i, p["key"], src.dtype, dst.dtype, src.device, launch.ptr_spec(src), launch.spec(ld), launch.spec(k))
+        _launcher(key, p["grid"], (src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"]), p["consts"],
+                  p["warps"])
         src, ld = dst, k_padded
     return out

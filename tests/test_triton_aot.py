@@ -1,0 +1,59 @@
+"""Ahead-of-time compile of the lut4 kernel with its real inline PTX, for sm_80 and sm_90.
+
+Needs no GPU: Triton compiles to PTX and ptxas (shipped with Triton) assembles a cubin, so
+an instruction or operand ptxas rejects fails CI.  The interpreter (test_triton_lut4.py)
+cannot run inline PTX at all.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def compiled_modules():
+    """tq.triton.lutmm defined for compilation (other modules may have defined it interpreted)."""
+    pytest.importorskip("triton")
+    old = os.environ.pop("TRITON_INTERPRET", None)
+    for name in ("tq.triton.dequant", "tq.triton.decode", "tq.triton.lut4", "tq.triton.lutmm"):
+        if name in sys.modules:
+            importlib.reload(sys.modules[name])
+    import tq.triton.lutmm as lutmm
+    yield lutmm
+    if old is not None:
+        os.environ["TRITON_INTERPRET"] = old
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("scale_w", [False, True])
+def test_lut4_kernel_compiles_for_gpu(compiled_modules, arch, scale_w):
+    triton = pytest.importorskip("triton")
+    try:
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+    except ImportError as e:
+        pytest.skip(f"this triton has no AOT compile API: {e}")
+    import triton.language as tl
+
+    lutmm = compiled_modules
+    names = lutmm.lut4_matmul_kernel.arg_names
+    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
+             "inv_sqrt_g": "fp32"}
+    for p in ("a", "r"):
+        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
+        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    consts = dict(BN=64, BM=16 if not scale_w else 64, TK=128, GROUP_M=1, RESIDUAL=True, PARTIAL=True,
+                  HAS_BIAS=True, SCALE_W=scale_w, OUT=tl.bfloat16, USE_ASM=True, UNROLL=2)
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    try:
+        src = ASTSource(lutmm.lut4_matmul_kernel, sig, consts)
+        compiled = triton.compile(src, target=GPUTarget("cuda", arch, 32), options={"num_warps": 4})
+    except Exception as e:  # noqa: BLE001 - report what the compiler said
+        if "ptxas" in str(e).lower() and "not found" in str(e).lower():
+            pytest.skip(f"no ptxas in this triton install: {e}")
+        raise
+    ptx = compiled.asm["ptx"]
+    assert ptx.count("prmt.b32") >= 12 and len(compiled.asm["cubin"]) > 1000

@@ -1,0 +1,313 @@
+"""The triton lut4 path: the register-table dequant (tq/triton/lut4.py) and its kernel (lutmm.py).
+
+Two CPU-side checks, needing no GPU (test_triton_aot.py adds an ahead-of-time compile):
+- the inline PTX itself, run instruction by instruction through a NumPy model of the few
+  PTX instructions it uses (prmt, lop3, shifts, packed fma), against a plain table lookup;
+- the kernel under TRITON_INTERPRET=1 (where the lookup is the equivalent gather) against
+  the float64 reference, including the single-launch split-K reduction.
+On a GPU the same kernel tests run the compiled PTX (through the cached direct launcher).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import tq
+from tq.reference.matmul import matmul_float64
+
+ON_GPU = torch.cuda.is_available()
+DEVICE = "cuda" if ON_GPU else "cpu"
+KERNEL_MODULES = ("tq.triton.dequant", "tq.triton.decode", "tq.triton.prefill", "tq.triton.rotate",
+                  "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.dispatch")
+
+
+@pytest.fixture(scope="module")
+def tqt():
+    """tq.triton, interpreted when there is no GPU (as in test_triton_backend.py)."""
+    pytest.importorskip("triton")
+    old = os.environ.get("TRITON_INTERPRET")
+    if not ON_GPU:
+        os.environ["TRITON_INTERPRET"] = "1"
+        for name in KERNEL_MODULES:
+            if name in sys.modules:
+                importlib.reload(sys.modules[name])
+            else:
+                importlib.import_module(name)
+    import tq.triton as module
+
+    ok, reason = module.availability()
+    if not ok:
+        pytest.skip(f"triton backend unavailable: {reason}")
+    yield module
+    if old is None:
+        os.environ.pop("TRITON_INTERPRET", None)
+    else:
+        os.environ["TRITON_INTERPRET"] = old
+    from tq import backends
+    backends._cache.pop("triton", None)
+
+
+# ---------------------------------------------------------------------------
+# The PTX, emulated
+# ---------------------------------------------------------------------------
+M32 = 0xFFFFFFFF
+
+
+def _prmt(a: int, b: int, sel: int) -> int:
+    src = (a & M32) | ((b & M32) << 32)
+    out = 0
+    for i in range(4):
+        s = (sel >> (4 * i)) & 0xF
+        byte = (src >> (8 * (s & 7))) & 0xFF
+        if s & 8:  # sign-replicate mode
+            byte = 0xFF if byte & 0x80 else 0
+        out |= byte << (8 * i)
+    return out
+
+
+def _lop3(a: int, b: int, c: int, lut: int) -> int:
+    out = 0
+    for bit in range(32):
+        idx = (((a >> bit) & 1) << 2) | (((b >> bit) & 1) << 1) | ((c >> bit) & 1)
+        out |= ((lut >> idx) & 1) << bit
+    return out
+
+
+def _fma16x2(a: int, b: int, c: int, dtype) -> int:
+    def halves(v):
+        return torch.tensor([v & 0xFFFF, v >> 16], dtype=torch.int32).to(torch.int16).view(dtype).double()
+    r = (halves(a) * halves(b) + halves(c)).to(dtype).view(torch.int16).to(torch.int32) & 0xFFFF
+    return int(r[0]) | (int(r[1]) << 16)
+
+
+def _value(tok: str, regs: dict) -> int:
+    tok = tok.strip()
+    if tok.startswith("0x"):
+        return int(tok, 16)
+    if re.fullmatch(r"-?\d+", tok):
+        return int(tok) & M32
+    return regs[tok]
+
+
+def run_ptx(asm: str, operands: dict) -> dict:
+    """Execute the instructions of lut4.ASM* on 32/64-bit integers; operands maps '$i' -> value."""
+    regs = dict(operands)
+    for line in asm.splitlines():
+        line = line.strip().rstrip(";")
+        if not line or line in "{}" or line.startswith(".reg"):
+            continue
+        op, rest = line.split(None, 1)
+        if op == "mov.b64":
+            m = re.fullmatch(r"\{(\w+), (\w+)\}, (\$\d+)", rest)
+            v = regs[m.group(3)] & 0xFFFFFFFFFFFFFFFF
+            regs[m.group(1)], regs[m.group(2)] = v & M32, v >> 32
+            continue
+        args = [t.strip() for t in rest.split(",")]
+        d, src = args[0], [_value(t, regs) for t in args[1:]]
+        if op == "mov.b32":
+            r = src[0]
+        elif op == "and.b32":
+            r = src[0] & src[1]
+        elif op == "shr.u32":
+            r = src[0] >> src[1]
+        elif op == "shl.b32":
+            r = (src[0] << src[1]) & M32
+        elif op == "prmt.b32":
+            r = _prmt(*src)
+        elif op == "lop3.b32":
+            r = _lop3(*src)
+        elif op in ("fma.rn.bf16x2", "fma.rn.f16x2"):
+            r = _fma16x2(*src, torch.bfloat16 if "bf16" in op else torch.float16)
+        else:
+            raise AssertionError(f"the NumPy model does not know {op!r}: extend it with the new instruction")
+        regs[d] = r & M32
+    return regs
+
+
+def _halves(reg: int) -> tuple[int, int]:
+    return reg & 0xFFFF, reg >> 16
+
+
+CODEBOOKS = {
+    "lloyd-max": lambda rng: tq.codebook.get_codebook("gaussian", 4).levels,
+    "asymmetric": lambda rng: np.sort(rng.standard_normal(16)) * 3,
+    "tiny-and-huge": lambda rng: np.sort(np.concatenate([rng.standard_normal(8) * 1e-3, rng.standard_normal(8) * 1e3])),
+}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("codebook", list(CODEBOOKS))
+def test_ptx_lookup_matches_table(dtype, codebook):
+    from tq.triton import lut4
+
+    rng = np.random.default_rng(abs(hash((codebook, str(dtype)))) % 2**32)
+    levels = np.asarray(CODEBOOKS[codebook](rng), dtype=np.float32)
+    want = lut4.level_bits(levels, dtype)
+    tables = [t & 0xFFFFFFFFFFFFFFFF for t in lut4.tables(levels, dtype)]
+    base = {f"${5 + 4 * i + j}": tables[i] for i in range(4) for j in range(4)}
+    words = list(rng.integers(0, 2**32, size=300, dtype=np.uint64)) + [0, M32, 0x88888888, 0x77777777, 0x0F0F0F0F]
+    for q in words:
+        q = int(q)
+        regs = run_ptx(lut4.ASM.value, {**base, "$4": q})
+        got_lo = _halves(regs["$0"]) + _halves(regs["$1"])
+        got_hi = _halves(regs["$2"]) + _halves(regs["$3"])
+        for i in range(4):
+            byte = (q >> (8 * i)) & 0xFF
+            assert got_lo[i] == want[byte & 15], (hex(q), i)
+            assert got_hi[i] == want[byte >> 4], (hex(q), i)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_ptx_scaled_lookup(dtype):
+    from tq.triton import lut4
+
+    rng = np.random.default_rng(7)
+    levels = np.asarray(tq.codebook.get_codebook("gaussian", 4).levels, dtype=np.float32)
+    tables = [t & 0xFFFFFFFFFFFFFFFF for t in lut4.tables(levels, dtype)]
+    base = {f"${5 + 4 * i + j}": tables[i] for i in range(4) for j in range(4)}
+    asm = (lut4.ASM_SCALED_BF16 if dtype == torch.bfloat16 else lut4.ASM_SCALED_F16).value
+    lv = torch.as_tensor(levels).to(dtype).double()
+    for _ in range(50):
+        q = int(rng.integers(0, 2**32))
+        s = torch.tensor(rng.uniform(1e-3, 2.0, size=2)).to(dtype)
+        sbits = s.view(torch.int16).to(torch.int32) & 0xFFFF
+        s01 = int(sbits[0]) | (int(sbits[0]) << 16)  # elements 0, 1 of one row: the same scale
+        s23 = int(sbits[1]) | (int(sbits[1]) << 16)
+        regs = run_ptx(asm, {**base, "$4": q, "$21": s01, "$22": s23})
+        got = [h for r in ("$0", "$1", "$2", "$3") for h in _halves(regs[r])]
+        idx = [(q >> (8 * i)) & 15 for i in range(4)] + [(q >> (8 * i + 4)) & 15 for i in range(4)]
+        scale = [s[0], s[0], s[1], s[1]] * 2
+        want = [int((lv[i] * sc.double()).to(dtype).view(torch.int16)) & 0xFFFF for i, sc in zip(idx, scale)]
+        assert got == want
+
+
+def test_tables_reject_wrong_size():
+    from tq.triton import lut4
+
+    with pytest.raises(ValueError, match="16 levels"):
+        lut4.tables(np.zeros(8, dtype=np.float32), torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------
+# The kernel against the reference
+# ---------------------------------------------------------------------------
+def _rel(y, x, qw, bias=None) -> float:
+    ref = matmul_float64(x.cpu(), qw.to("cpu"), bias=None if bias is None else bias.cpu())
+    got = y.detach().cpu().double().numpy()
+    assert np.isfinite(got).all()
+    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+
+
+TOL = {torch.bfloat16: 6e-3, torch.float16: 1.5e-3}
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("group,residual,codebook", [(32, None, "gaussian"), (64, 4, "gaussian-poly"),
+                                                     (128, None, "beta"), (None, 4, "gaussian")])
+def test_lut4_path_parity(tqt, gen, dtype, group, residual, codebook):
+    from tq.triton import dispatch
+
+    n, k = 37, 352  # odd N; K pads to a whole group for G = 64, 128 and full row
+    qw = tq.quantize(torch.randn(n, k, generator=gen).to(DEVICE), bits=4, group_size=group,
+                     residual_bits=residual, codebook=codebook, seed=int(torch.randint(0, 999, (1,), generator=gen)))
+    assert dispatch.lut4_reason(qw, dtype) is None
+    bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
+    for batch in (1, 6, 16, 23):
+        x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
+        y = tqt.matmul(x, qw, bias=bias)
+        assert y.dtype == dtype and y.shape == (batch, n)
+        assert _rel(y, x, qw, bias) < TOL[dtype], (batch, group, residual)
+
+
+def test_lut4_split_k_single_launch(tqt, gen):
+    """Split-K partials summed by the last program of each block; counters left at zero."""
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(45, 640, generator=gen).to(DEVICE), bits=4, group_size=64, residual_bits=4)
+    prep = dispatch.prepare_weight(qw)
+    bias = torch.randn(45, generator=gen).to(DEVICE, torch.float16)
+    for batch, split, bn, bm in [(1, 2, 32, 16), (1, 3, 16, 1), (5, 3, 16, 16), (16, 10, 32, 16)]:
+        cfg = dispatch.Lut4Config(bn=bn, bm=bm, split=split, group_m=1, num_warps=4, num_stages=1, scale_w=False)
+        x = torch.randn(batch, 640, generator=gen).to(DEVICE, torch.float16)
+        x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded,
+                                       torch.float32 if not ON_GPU else torch.float16)
+        y = torch.full((batch, 45), float("nan"), device=DEVICE, dtype=torch.float16)
+        dispatch._launch_lut4(cfg, qw, prep, x_rot, y, bias, batch)
+        assert _rel(y, x, qw, bias) < TOL[torch.float16], (batch, split)
+        assert int(dispatch._lock_buffer(y.device, 1).abs().sum()) == 0
+
+
+def test_lut4_scaled_weights_config(tqt, gen):
+    """SCALE_W (the group scale applied to the levels, the prefill choice) at a decode batch."""
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(33, 256, generator=gen).to(DEVICE), bits=4, group_size=128)
+    prep = dispatch.prepare_weight(qw)
+    x = torch.randn(3, 256, generator=gen).to(DEVICE, torch.bfloat16)
+    x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded,
+                                   torch.float32 if not ON_GPU else torch.bfloat16)
+    y = torch.empty((3, 33), device=DEVICE, dtype=torch.bfloat16)
+    cfg = dispatch.Lut4Config(bn=16, bm=16, split=1, group_m=1, num_warps=4, num_stages=1, scale_w=True)
+    dispatch._launch_lut4(cfg, qw, prep, x_rot, y, None, 3)
+    assert _rel(y, x, qw) < TOL[torch.bfloat16]
+
+
+def test_lut4_reasons_and_switch(tqt, gen, monkeypatch):
+    from tq.triton import dispatch
+
+    q4 = tq.quantize(torch.randn(8, 64, generator=gen).to(DEVICE), bits=4, group_size=32)
+    q3 = tq.quantize(torch.randn(8, 64, generator=gen).to(DEVICE), bits=3, group_size=32)
+    assert dispatch.lut4_reason(q4, torch.bfloat16) is None
+    assert "fp32" in dispatch.lut4_reason(q4, torch.float32)
+    assert "4-bit" in dispatch.lut4_reason(q3, torch.float16)
+    monkeypatch.setenv("TQ_TRITON_LUT4", "0")
+    assert "TQ_TRITON_LUT4" in dispatch.lut4_reason(q4, torch.bfloat16)
+    x = torch.randn(2, 64, generator=gen).to(DEVICE, torch.float16)
+    assert _rel(tqt.matmul(x, q4), x, q4) < TOL[torch.float16]  # the general kernels still serve it
+
+
+def test_lut4_tile_width():
+    from tq.triton.dispatch import lut4_tile_width
+
+    assert [lut4_tile_width(g) for g in (32, 64, 128, 256, 2880, 28672)] == [32, 64, 128, 128, 64, 128]
+
+
+@pytest.mark.gpu
+def test_gpu_replay_path(tqt, gen):
+    """Repeated decode calls replay the recorded launches (launch.Replay): fresh inputs give fresh,
+    correct outputs, and a weight's replays go away with the weight."""
+    import gc
+
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(1000, 2880, generator=gen).to("cuda"), bits=4, group_size=128)
+    bias = torch.randn(1000, generator=gen).to("cuda", torch.bfloat16)
+    for batch in (1, 16, 1, 16):
+        for use_bias in (None, bias):
+            x = torch.randn(batch, 2880, generator=gen).to("cuda", torch.bfloat16)
+            y = tqt.matmul(x, qw, bias=use_bias)
+            assert _rel(y, x, qw, use_bias) < TOL[torch.bfloat16], (batch, use_bias is None)
+    owner = id(qw)
+    assert len(dispatch._replay_keys[owner][1]) == 4  # (batch 1, 16) x (bias, none)
+    del qw
+    gc.collect()
+    assert owner not in dispatch._replay_keys
+    assert not any(k[0] == owner for k in dispatch._replays)
+
+
+@pytest.mark.gpu
+def test_gpu_same_shape_4bit_then_residual(tqt, gen):
+    """Regression: a 4-bit and a 4+4 weight of one shape share every runtime-argument
+    specialization; the launcher must still run the residual kernel for the second."""
+    w = torch.randn(300, 512, generator=gen).to("cuda")
+    for residual in (None, 4, None):
+        qw = tq.quantize(w, bits=4, group_size=64, residual_bits=residual)
+        for batch in (1, 16, 40):
+            x = torch.randn(batch, 512, generator=gen).to("cuda", torch.bfloat16)
+            assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.bfloat16], (residual, batch)

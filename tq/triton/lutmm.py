@@ -1,0 +1,121 @@
+# The 4-bit fast path: y = x_rot @ W_rot.T on the tensor cores with the register-table
+# dequant of lut4.py, for every batch size (decode and prefill are the same kernel).
+# Reference: tq/reference/matmul.py (matmul_float64).
+#
+# Taken when every pass is 4-bit (4, 4+4) and x is bf16/fp16 (dispatch.lut4_reason).
+#
+# Math.  y[b, n] = sum_passes sum_g  norms_p[n, g]/sqrt(G) * sum_{k in g} level_p(idx[n, k]) x_rot[b, k]
+# A K tile of TK columns lies inside one group (TK divides G), so per tile and pass
+#     partial = lo @ x_lo^T + hi @ x_hi^T          ([BN, BM], fp32 accumulate)
+# where lo/hi are the levels of the low/high nibbles (columns 32c + j and 32c + 16 + j of
+# block c) and x_lo/x_hi the matching activation columns.  The group scale is applied
+#   SCALE_W = False: to the fp32 partial (one FMA per output per tile: cheap when BM is 16),
+#   SCALE_W = True:  to the levels, in the operand dtype, inside the lookup (cheaper than the
+#                    accumulator when BM >= TK/2, i.e. prefill).
+#
+# Tiling.  Program (p, s): output block p = [BN rows of N] x [BM batch rows] (GROUP_M
+# batch blocks in a row share weight tiles through L2), K range s of SPLIT (split-K only
+# at decode; the last program of each output block sums the partials).  Batch rows past B are clamped on load
+# and masked on store, weight rows past N likewise.
+import triton
+import triton.language as tl
+
+from .decode import _add
+from .lut4 import lut4, lut4_scaled
+
+
+@triton.jit
+def _pass_accumulate(acc, pl, norm_ptr, lv_ptr, t_lp, t_ln, t_hp, t_hn, rows, t, g, n_groups, inv_sqrt_g, ld_pl,
+                  cb, x_lo, x_hi, BN: tl.constexpr, BM: tl.constexpr, TKB: tl.constexpr, SCALE_W: tl.constexpr,
+                  OUT: tl.constexpr, USE_ASM: tl.constexpr):
+    b = tl.load(pl + rows[:, None] * ld_pl + t * TKB + cb[None, :])
+    sc = tl.load(norm_ptr + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+    if BM == 1:
+        # GEMV on the FMA pipe: x_lo/x_hi are fp32 [TKB] vectors, acc is [BN, TKB].
+        lo, hi = lut4(b, t_lp, t_ln, t_hp, t_hn, lv_ptr, OUT, USE_ASM)
+        acc += (lo.to(tl.float32) * x_lo[None, :] + hi.to(tl.float32) * x_hi[None, :]) * sc[:, None]
+    elif SCALE_W:
+        lo, hi = lut4_scaled(b, t_lp, t_ln, t_hp, t_hn, sc.to(OUT)[:, None], lv_ptr, OUT, USE_ASM)
+        acc = tl.dot(lo, x_lo, acc)
+        acc = tl.dot(hi, x_hi, acc)
+    else:
+        lo, hi = lut4(b, t_lp, t_ln, t_hp, t_hn, lv_ptr, OUT, USE_ASM)
+        part = tl.dot(lo, x_lo)
+        part = tl.dot(hi, x_hi, part)
+        acc += part * sc[:, None]
+    return acc
+
+
+@triton.jit
+def lut4_matmul_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
+                       a_pl, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn,
+                       r_pl, r_norm, r_lv, r_lp, r_ln, r_hp, r_hn,
+                       B, N, n_groups, inv_sqrt_g, tiles_per_group, tiles_per_split, n_tiles, split,
+                       ld_pl, ld_x, ld_y,
+                       BN: tl.constexpr, BM: tl.constexpr, TK: tl.constexpr, GROUP_M: tl.constexpr,
+                       RESIDUAL: tl.constexpr, PARTIAL: tl.constexpr, HAS_BIAS: tl.constexpr,
+                       SCALE_W: tl.constexpr, OUT: tl.constexpr, USE_ASM: tl.constexpr,
+                       UNROLL: tl.constexpr):
+    TKB: tl.constexpr = TK // 2
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    num_m = (B + BM - 1) // BM
+    num_n = (N + BN - 1) // BN
+    per_group = GROUP_M * num_n
+    first_m = (pid // per_group) * GROUP_M
+    group_m = tl.minimum(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % per_group) % group_m
+    pid_n = (pid % per_group) // group_m
+
+    rows_raw = pid_n * BN + tl.arange(0, BN)
+    rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
+    bcol_raw = pid_m * BM + tl.arange(0, BM)
+    bcol = tl.minimum(bcol_raw, B - 1).to(tl.int64)
+    cb = tl.arange(0, TKB)
+    # Byte c of a tile: low nibble = column 32*(c // 16) + c % 16 of the tile, high = that + 16.
+    col_lo = 32 * (cb // 16) + cb % 16
+    if BM == 1:
+        acc = tl.full([BN, TKB], 0.0, tl.float32)
+    else:
+        acc = tl.full([BN, BM], 0.0, tl.float32)
+    t_begin = pid_k * tiles_per_split
+    t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
+    for t in tl.range(t_begin, t_end, loop_unroll_factor=UNROLL):
+        if BM == 1:
+            xp = x_ptr + t * TK + col_lo
+            x_lo = tl.load(xp).to(tl.float32)
+            x_hi = tl.load(xp + 16).to(tl.float32)
+        else:
+            xp = x_ptr + bcol[None, :] * ld_x + (t * TK + col_lo)[:, None]
+            x_lo = tl.load(xp)
+            x_hi = tl.load(xp + 16)
+        g = t // tiles_per_group
+        acc = _pass_accumulate(acc, a_pl, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn, rows, t, g, n_groups, inv_sqrt_g,
+                             ld_pl, cb, x_lo, x_hi, BN, BM, TKB, SCALE_W, OUT, USE_ASM)
+        if RESIDUAL:
+            acc = _pass_accumulate(acc, r_pl, r_norm, r_lv, r_lp, r_ln, r_hp, r_hn, rows, t, g, n_groups,
+                                 inv_sqrt_g, ld_pl, cb, x_lo, x_hi, BN, BM, TKB, SCALE_W, OUT, USE_ASM)
+    if BM == 1:
+        acc = tl.reduce(acc, 1, _add)[:, None]
+    n_ok = rows_raw < N
+    ok = n_ok[:, None] & (bcol_raw < B)[None, :]
+    last = True
+    if PARTIAL:
+        # Split-K without a second launch: every program stores its fp32 partial, and the
+        # last of the block's `split` programs to finish (a counter per output block) sums
+        # them and writes y.  The barrier orders all threads' stores before the release of
+        # the acq_rel atomic; the counter is reset for the next call.
+        part = ws_ptr + bcol_raw[None, :] * N + rows_raw[:, None]
+        tl.store(part + pid_k * B * N, acc, mask=ok)
+        tl.debug_barrier()
+        count = tl.atomic_add(lock_ptr + pid, 1, sem="acq_rel")
+        last = count == split - 1
+        if last:
+            acc = tl.full([BN, 1 if BM == 1 else BM], 0.0, tl.float32)
+            for s in range(0, split):
+                acc += tl.load(part + s * B * N, mask=ok, other=0.0, cache_modifier=".cg")
+            tl.atomic_xchg(lock_ptr + pid, 0)
+    if last:
+        if HAS_BIAS:
+            acc += tl.load(bias_ptr + rows, mask=n_ok, other=0.0).to(tl.float32)[:, None]
+        tl.store(y_ptr + bcol_raw[None, :] * ld_y + rows_raw[:, None], acc.to(y_ptr.dtype.element_ty), mask=ok)
