@@ -57,3 +57,22 @@ def test_lut4_kernel_compiles_for_gpu(compiled_modules, arch, scale_w):
         raise
     ptx = compiled.asm["ptx"]
     assert ptx.count("prmt.b32") >= 12 and len(compiled.asm["cubin"]) > 1000
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+def test_lut4_dequant_kernel_compiles_for_gpu(compiled_modules, arch):
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import triton.language as tl
+
+    kernel = compiled_modules.lut4_dequant_kernel
+    types = {"out_ptr": "*bf16", "inv_sqrt_g": "fp32"}
+    for p in ("a", "r"):
+        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
+        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    consts = dict(BR=32, TK=128, RESIDUAL=True, OUT=tl.float16, USE_ASM=True)
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in kernel.arg_names}
+    compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": 4})
+    assert compiled.asm["ptx"].count("prmt.b32") >= 12

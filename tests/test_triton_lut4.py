@@ -311,3 +311,55 @@ def test_gpu_same_shape_4bit_then_residual(tqt, gen):
         for batch in (1, 16, 40):
             x = torch.randn(batch, 512, generator=gen).to("cuda", torch.bfloat16)
             assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.bfloat16], (residual, batch)
+
+
+@pytest.mark.parametrize("residual,group", [(None, 128), (4, 64), (None, None)])
+def test_dequant_kernel_matches_reference_rows(tqt, gen, residual, group):
+    """The chunked prefill's workspace: rows [row0, row0 + rows) of W_rot, exact to fp16/bf16 rounding."""
+    from tq.quantize import dequantize_rotated
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(70, 352, generator=gen).to(DEVICE), bits=4, group_size=group, residual_bits=residual)
+    prep = dispatch.prepare_weight(qw)
+    want = dequantize_rotated(qw).cpu().double()
+    for dtype in (torch.bfloat16, torch.float16):
+        out = torch.full((40, qw.k_padded), float("nan"), device=DEVICE, dtype=dtype)
+        dispatch._launch_dequant(qw, prep, out, 23, 40)
+        got = out.cpu().double()
+        err = ((got - want[23:63]).norm() / want[23:63].norm()).item()
+        assert err < (4e-3 if dtype == torch.bfloat16 else 1e-3), (dtype, err)
+        out2 = torch.full((16, qw.k_padded), float("nan"), device=DEVICE, dtype=dtype)
+        dispatch._launch_dequant(qw, prep, out2, 60, 10)   # a last, partial chunk
+        assert torch.isfinite(out2[:10]).all() and torch.isnan(out2[10:].float()).all()
+
+
+def test_chunk_rows_bounded(monkeypatch):
+    from tq.triton.dispatch import chunk_rows_for
+
+    assert chunk_rows_for(8192, 8192) == 2048            # the measured best; 2 x 32 MiB
+    assert chunk_rows_for(28672, 8192) == 1152           # 2 x 1152 x 28672 x 2 B <= 128 MiB
+    assert chunk_rows_for(8192, 300) == 384               # never more rows than N (rounded to 128)
+    monkeypatch.setenv("TQ_PREFILL_WORKSPACE_MB", "16")
+    assert chunk_rows_for(8192, 8192) == 512
+    assert chunk_rows_for(1 << 20, 8192) == 128           # a floor, even past the budget
+
+
+@pytest.mark.gpu
+def test_gpu_chunked_prefill(tqt, gen):
+    """Chunked dequant + cuBLAS on two streams, with and without bias, 4 and 4+4, ragged last chunk."""
+    from tq.triton import dispatch
+
+    for residual in (None, 4):
+        qw = tq.quantize(torch.randn(1000, 2880, generator=gen).to("cuda"), bits=4, group_size=64,
+                         residual_bits=residual)
+        prep = dispatch.prepare_weight(qw)
+        x = torch.randn(300, 2880, generator=gen).to("cuda", torch.bfloat16)
+        bias = torch.randn(1000, generator=gen).to("cuda", torch.bfloat16)
+        x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, torch.bfloat16)
+        for b in (None, bias):
+            y = torch.full((300, 1000), float("nan"), device="cuda", dtype=torch.bfloat16)
+            cfg = dispatch.Lut4Config(bn=0, bm=0, split=1, group_m=0, num_warps=4, num_stages=3, scale_w=True,
+                                      chunk_rows=384)
+            dispatch._launch_lut4(cfg, qw, prep, x_rot, y, b, 300)
+            torch.cuda.synchronize()
+            assert _rel(y, x, qw, b) < TOL[torch.bfloat16], (residual, b is None)

@@ -344,6 +344,7 @@ class Lut4Config:
     num_stages: int
     scale_w: bool
     unroll: int = 1
+    chunk_rows: int = 0   # > 0: chunked dequant + cuBLAS instead of the fused kernel (prefill)
 
 
 def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[Lut4Config]:
@@ -356,12 +357,23 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
         # needs 2 stages to fit in shared memory)
         shapes = [(256, 128, 8, 3), (128, 128, 8, 3), (128, 256, 8, 2), (128, 128, 8, 4)] \
             if batch > 256 else [(128, 64, 4, 4), (64, 64, 4, 4), (128, 32, 4, 4)]
-        return [Lut4Config(bn=bn, bm=bm, split=1, group_m=8, num_warps=w, num_stages=st, scale_w=True)
-                for bn, bm, w, st in shapes]
+        out = [Lut4Config(bn=bn, bm=bm, split=1, group_m=8, num_warps=w, num_stages=st, scale_w=True)
+               for bn, bm, w, st in shapes]
+        if batch > 256 and torch.device(device).type == "cuda":
+            chunked = Lut4Config(bn=0, bm=0, split=1, group_m=0, num_warps=4, num_stages=3, scale_w=True,
+                                 chunk_rows=chunk_rows_for(k_padded, n))
+            if batch >= 1024:
+                # Measured 1.9-2.3x faster than every fused config at B = 2048 on the three
+                # benchmark shapes (docs/triton.md); not timed again, which also keeps the
+                # tuner's multi-stream graph timing out of the choice.
+                return [chunked]
+            out.append(chunked)  # 256 < B < 1024: the tuner times it against the fused kernel
+        return out
     sms = _sm_count(device)
     n_tiles = k_padded // tk
-    # Batch 1: the FMA GEMV (BM = 1) beat the tensor-core form by 10-20% on the H100
-    # (8192x8192: 27.6 vs 30.5 us; 28672x8192: 83.6 vs 98.8 us).  Unrolling the K loop
+    # Batch 1: the FMA GEMV (BM = 1) beat the tuned tensor-core form on the H100
+    # (kernel time, 8192x8192: 27.6 vs 30.5 us; 28672x8192: 83.6 vs 102.9 us; see
+    # experiments/h100-2026-11-24-lut4/probes/).  Unrolling the K loop
     # (more loads in flight) gained 2-3% at B = 1 and up to 7% at B = 16 on some shapes.
     if batch == 1:
         shapes = [(1, 128, 8, 3, 4), (1, 64, 4, 3, 4), (1, 128, 8, 3, 1), (1, 64, 4, 3, 1), (16, 64, 4, 3, 1)]
@@ -399,6 +411,9 @@ _lut4_launcher = launch.Launcher(lutmm.lut4_matmul_kernel)
 
 
 def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
+    if cfg.chunk_rows:
+        _launch_chunked(qw, prep, x_rot, y, bias, cfg.chunk_rows)
+        return
     n, k_pad = qw.out_features, qw.k_padded
     tk = lut4_tile_width(qw.group_size)
     n_tiles = k_pad // tk
@@ -436,6 +451,10 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     cfg = _tuned.get(key) or lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device)[0]
 
     def call():
+        if cfg.chunk_rows:  # the rotation runs inside, overlapping the first chunk's dequant
+            _launch_chunked(qw, prep, lambda: rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded,
+                                                            rot_dtype), y, bias, cfg.chunk_rows)
+            return
         x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         _launch_lut4(cfg, qw, prep, x_rot, y, bias, batch)
 
@@ -461,6 +480,108 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
 def _drop_replays(owner: int) -> None:
     for key in _replay_keys.pop(owner, (None, []))[1]:
         _replays.pop(key, None)
+
+
+# ---------------------------------------------------------------------------
+# Chunked prefill: dequantize row chunks into a bounded workspace, multiply with cuBLAS
+# ---------------------------------------------------------------------------
+# At large batch the fused kernel cannot overlap its dequant with the tensor cores (no warp
+# specialization; docs/triton.md).  Here a side stream dequantizes chunk c + 1 of W_rot
+# (lut4_dequant_kernel, memory bound) while cuBLAS multiplies chunk c on the caller's
+# stream straight into y[:, rows of c] (row stride N: no copy).  Two chunk buffers of at most
+# TQ_PREFILL_WORKSPACE_MB / 2 (default 128 MiB in all) bound the extra memory; the whole
+# N x K weight never exists.  The tuner takes it only where it is faster than the fused kernel.
+PREFILL_WORKSPACE_MB = 128
+CHUNK_ROWS = 2048
+_side_streams: dict = {}
+
+
+def _side_stream(device) -> torch.cuda.Stream:
+    s = _side_streams.get(device)
+    if s is None:
+        s = _side_streams[device] = torch.cuda.Stream(device=device)
+    return s
+
+
+def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
+    """Rows per chunk: 2048 (best measured on the H100 at K = 8192) unless the two buffers
+    would exceed TQ_PREFILL_WORKSPACE_MB (default 128); at least 128, at most N (rounded up)."""
+    budget = int(os.environ.get("TQ_PREFILL_WORKSPACE_MB", PREFILL_WORKSPACE_MB)) << 20
+    rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
+    rows = max(128, rows // 128 * 128)
+    return min(rows, triton.cdiv(n, 128) * 128)
+
+
+_dequant_launcher = launch.Launcher(lutmm.lut4_dequant_kernel)
+_workspaces: dict = {}
+
+
+def _workspace(device, stream: int, rows: int, k_padded: int, dtype) -> list:
+    """The two chunk buffers, kept per (device, caller stream, shape, dtype).
+
+    Allocating them per call made eager calls host bound on the H100 (816 us per call against
+    477 us of GPU time at 8192x8192, B = 2048): buffers used on a side stream return to the
+    caching allocator late and are allocated anew.  Calls on one stream are ordered (the side
+    stream forks from and joins back into it), so reusing the buffers is safe; like cuBLAS's
+    workspace they stay allocated (`release_prefill_workspace()` frees them).
+    """
+    key = (device, stream, rows, k_padded, dtype)
+    bufs = _workspaces.get(key)
+    if bufs is None:
+        bufs = _workspaces[key] = [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
+    return bufs
+
+
+def release_prefill_workspace() -> None:
+    """Free the chunked prefill's cached buffers."""
+    _workspaces.clear()
+
+
+def _launch_dequant(qw, prep, out, row0, rows, br: int = 32):
+    tk = lut4_tile_width(qw.group_size)
+    weight_args, weight_key = _lut4_args(prep, qw, torch.float16)
+    args = (out,) + weight_args + (row0, rows, qw.n_groups, prep.inv_sqrt_g, qw.group_size // tk,
+                                   qw.passes[0].planes[0].stride(0), out.stride(0))
+    consts = dict(BR=br, TK=tk, RESIDUAL=len(qw.passes) > 1,
+                  OUT=tl.float32 if interpreting() else tl.float16, USE_ASM=not interpreting())
+    key = ("dequant", weight_key, out.dtype, out.device, qw.out_features, qw.k_padded, qw.n_groups,
+           qw.group_size, launch.spec(rows), launch.spec(row0))
+    _dequant_launcher(key, (triton.cdiv(rows, br), qw.k_padded // tk), args, consts, 4, 3)
+
+
+def _launch_chunked(qw, prep, x_rot, y, bias, chunk_rows: int):
+    """y = x_rot @ W_rot^T (+ bias) through dequantized row chunks and torch.mm (cuBLAS).
+
+    x_rot may be a callable that produces it on the caller's stream: it then runs after the
+    side stream has forked, so the rotation overlaps the first chunk's dequant.
+    """
+    n, k_pad = qw.out_features, qw.k_padded
+    dev = y.device
+    main = torch.cuda.current_stream(dev)
+    side = _side_stream(dev)
+    bufs = _workspace(dev, main.cuda_stream, chunk_rows, k_pad, y.dtype)
+    ready = [torch.cuda.Event() for _ in range(2)]
+    free = [torch.cuda.Event() for _ in range(2)]
+    # Fork: side sees everything queued on main so far (the buffers' previous users included).
+    side.wait_stream(main)
+    if callable(x_rot):
+        x_rot = x_rot()
+    bias_y = None if bias is None else bias.to(y.dtype)
+    for c, r0 in enumerate(range(0, n, chunk_rows)):
+        i, rows = c % 2, min(chunk_rows, n - r0)
+        with torch.cuda.stream(side):
+            if c >= 2:
+                side.wait_event(free[i])
+            _launch_dequant(qw, prep, bufs[i], r0, rows)
+            ready[i].record(side)
+        main.wait_event(ready[i])  # joins side back into main (graph capture needs the join)
+        w = bufs[i][:rows]
+        # y[:, r0:r0+rows] has row stride N: cuBLAS writes it in place (ldc = N), no copy.
+        if bias_y is None:
+            torch.mm(x_rot, w.T, out=y[:, r0:r0 + rows])
+        else:
+            torch.addmm(bias_y[r0:r0 + rows], x_rot, w.T, out=y[:, r0:r0 + rows])
+        free[i].record(main)
 
 
 # ---------------------------------------------------------------------------

@@ -119,3 +119,39 @@ def lut4_matmul_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
         if HAS_BIAS:
             acc += tl.load(bias_ptr + rows, mask=n_ok, other=0.0).to(tl.float32)[:, None]
         tl.store(y_ptr + bcol_raw[None, :] * ld_y + rows_raw[:, None], acc.to(y_ptr.dtype.element_ty), mask=ok)
+
+
+@triton.jit
+def lut4_dequant_kernel(out_ptr, a_pl, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn,
+                        r_pl, r_norm, r_lv, r_lp, r_ln, r_hp, r_hn,
+                        row0, rows, n_groups, inv_sqrt_g, tiles_per_group, ld_pl, ld_out,
+                        BR: tl.constexpr, TK: tl.constexpr, RESIDUAL: tl.constexpr, OUT: tl.constexpr,
+                        USE_ASM: tl.constexpr):
+    """W_rot rows [row0, row0 + rows) -> out[rows, K_pad] (the chunked prefill's workspace).
+
+    Program (i, t): BR rows, K tile t.  The tables hold fp16 levels (OUT = fp16, exact enough
+    that the level times the group scale, formed in fp32 and summed over both passes of 4+4,
+    is rounded to out's dtype once).
+    """
+    TKB: tl.constexpr = TK // 2
+    r = tl.program_id(0) * BR + tl.arange(0, BR)
+    t = tl.program_id(1)
+    ok = r < rows
+    src = (row0 + tl.minimum(r, rows - 1)).to(tl.int64)
+    cb = tl.arange(0, TKB)
+    col_lo = t * TK + 32 * (cb // 16) + cb % 16
+    g = t // tiles_per_group
+    b = tl.load(a_pl + src[:, None] * ld_pl + t * TKB + cb[None, :])
+    sc = (tl.load(a_norm + src * n_groups + g).to(tl.float32) * inv_sqrt_g)[:, None]
+    lo, hi = lut4(b, a_lp, a_ln, a_hp, a_hn, a_lv, OUT, USE_ASM)
+    lo = lo.to(tl.float32) * sc
+    hi = hi.to(tl.float32) * sc
+    if RESIDUAL:
+        b = tl.load(r_pl + src[:, None] * ld_pl + t * TKB + cb[None, :])
+        sc = (tl.load(r_norm + src * n_groups + g).to(tl.float32) * inv_sqrt_g)[:, None]
+        lo2, hi2 = lut4(b, r_lp, r_ln, r_hp, r_hn, r_lv, OUT, USE_ASM)
+        lo += lo2.to(tl.float32) * sc
+        hi += hi2.to(tl.float32) * sc
+    dst = out_ptr + r[:, None].to(tl.int64) * ld_out + col_lo[None, :]
+    tl.store(dst, lo.to(out_ptr.dtype.element_ty), mask=ok[:, None])
+    tl.store(dst + 16, hi.to(out_ptr.dtype.element_ty), mask=ok[:, None])
