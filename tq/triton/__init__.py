@@ -2,9 +2,11 @@
 
     matmul(x, qw, *, bias=None) -> y = x @ W_hat.T (+ bias)     (contract: tq/contract.py)
 
-Kernels: rotate.py (activation rotation), decode.py (B <= 16, memory bound, split-K),
-prefill.py (large B, tl.dot), dequant.py (the shared unpack / codebook code);
-dispatch.py picks the path and the tiles.  docs/triton.md has the design and numbers.
+Kernels: rotate.py (activation rotation); lut4.py + lutmm.py (all-4-bit weights with
+bf16/fp16 x: register-table dequant by PTX prmt, one kernel for every batch, and the
+chunked-prefill dequant); decode.py / prefill.py + dequant.py (every other configuration);
+launch.py (direct launches, decode replays); dispatch.py picks the path and the tiles.
+docs/triton.md has the design and numbers.
 Runs on a CUDA GPU, or on the CPU under TRITON_INTERPRET=1 (slow; for tests).
 """
 from __future__ import annotations
