@@ -110,3 +110,20 @@ def test_errors():
     layer = tq.TQLinear.from_linear(nn.Linear(64, 8), group_size=32)
     with pytest.raises(ValueError, match="in_features"):
         layer(torch.randn(2, 65))
+
+
+def test_quantized_weight_is_stable_until_the_buffers_change(gen):
+    """Backends cache per-weight work by identity: forward must not build a new object each call."""
+    layer = tq.TQLinear.from_linear(nn.Linear(64, 8), bits=4, group_size=32)
+    qw = layer.quantized_weight
+    assert layer.quantized_weight is qw
+    layer(torch.randn(2, 64, generator=gen))
+    assert layer.quantized_weight is qw
+    other = tq.TQLinear.from_linear(nn.Linear(64, 8), bits=4, group_size=32)
+    layer.load_state_dict(other.state_dict())  # copies into the same buffers: same tensors
+    assert layer.quantized_weight is qw
+    assert torch.equal(layer.quantized_weight.passes[0].planes[0], other.quantized_weight.passes[0].planes[0])
+    layer.to(torch.float16)                    # _apply replaces the buffers
+    assert layer.quantized_weight is not qw
+    x = torch.randn(3, 64, generator=gen)
+    assert torch.allclose(layer(x.half()).float(), other(x.half()).float(), atol=1e-2)

@@ -363,3 +363,43 @@ def test_gpu_chunked_prefill(tqt, gen):
             dispatch._launch_lut4(cfg, qw, prep, x_rot, y, b, 300)
             torch.cuda.synchronize()
             assert _rel(y, x, qw, b) < TOL[torch.bfloat16], (residual, b is None)
+
+
+def test_lut4_non_contiguous_planes(tqt, gen):
+    """Planes stored as views of wider tensors (allowed by the format) read with the right stride."""
+    qw = tq.quantize(torch.randn(21, 256, generator=gen).to(DEVICE), bits=4, group_size=64, residual_bits=4)
+    for p in qw.passes:
+        wide = torch.zeros(p.planes[0].shape[0], p.planes[0].shape[1] + 48, dtype=torch.uint8, device=DEVICE)
+        wide[:, :p.planes[0].shape[1]] = p.planes[0]
+        p.planes = [wide[:, :p.planes[0].shape[1]]]
+    assert not qw.passes[0].planes[0].is_contiguous()
+    x = torch.randn(5, 256, generator=gen).to(DEVICE, torch.float16)
+    assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.float16]
+
+
+def test_lut4_reason_needs_float16_range(tqt, gen):
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(8, 64, generator=gen).to(DEVICE), bits=4, group_size=32)
+    qw.passes[0].levels = qw.passes[0].levels * 1e5   # beyond fp16, fine in bf16
+    assert "float16" in dispatch.lut4_reason(qw, torch.bfloat16)
+
+
+@pytest.mark.gpu
+def test_gpu_replay_follows_x_stride_and_graph_capture(tqt, gen):
+    """A replay recorded for contiguous x must not be reused for a strided x (row stride differs);
+    a captured CUDA graph of decode and prefill calls replays correctly."""
+    qw = tq.quantize(torch.randn(512, 1024, generator=gen).to("cuda"), bits=4, group_size=128)
+    big = torch.randn(8, 2048, generator=gen).to("cuda", torch.bfloat16)
+    for x in (big[:, :1024].contiguous(), big[:, :1024].contiguous(), big[:, :1024], big[:, 512:1536]):
+        assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.bfloat16], x.stride()
+    for batch in (1, 16, 1100):
+        x = torch.randn(batch, 1024, generator=gen).to("cuda", torch.bfloat16)
+        y = tqt.matmul(x, qw)                         # warm-up (tunes, records) outside capture
+        g = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(g):
+            y = tqt.matmul(x, qw)
+        x.copy_(torch.randn(batch, 1024, generator=gen).to("cuda", torch.bfloat16))
+        g.replay()
+        torch.cuda.synchronize()
+        assert _rel(y, x, qw) < TOL[torch.bfloat16], batch

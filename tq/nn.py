@@ -101,7 +101,21 @@ class TQLinear(nn.Module):
     # -- the quantized weight, rebuilt from the current buffers ------------------------
     @property
     def quantized_weight(self) -> QuantizedWeight:
-        """The QuantizedWeight viewing this module's buffers (no copy; follows .to(device))."""
+        """The QuantizedWeight viewing this module's buffers (no copy; follows .to(device)).
+
+        The same object is returned while the buffers are the same tensors: backends cache
+        per-weight preparation (and the Triton backend its decode replays) by identity, so a
+        fresh object per forward would redo that work on every call.
+        """
+        current = tuple(id(b) for b in self._buffers.values() if b is not None)
+        cached = getattr(self, "_qw_cache", None)
+        if cached is not None and cached[0] == current:
+            return cached[1]
+        qw = self._build_quantized_weight()
+        object.__setattr__(self, "_qw_cache", (current, qw))
+        return qw
+
+    def _build_quantized_weight(self) -> QuantizedWeight:
         passes = []
         for i, (cb, n_planes) in enumerate(zip(self._codebooks, self._n_planes)):
             passes.append(QuantizedPass(

@@ -259,7 +259,10 @@ def _choose(key, make_candidates, launch):
     if cfg is not None:
         return cfg
     candidates = make_candidates()
-    tune = len(candidates) > 1 and tuning_enabled()
+    # No timing inside a CUDA-graph capture (it would break it): the first candidate that
+    # runs serves, uncached, until a call outside capture tunes this key.
+    capturing = torch.cuda.is_available() and torch.cuda.is_current_stream_capturing()
+    tune = len(candidates) > 1 and tuning_enabled() and not capturing
     best, best_t, errors = None, float("inf"), []
     for cfg in candidates:
         try:
@@ -281,7 +284,8 @@ def _choose(key, make_candidates, launch):
             best, best_t = cfg, t
     if best is None:
         raise RuntimeError(f"no triton config could run for {key}: {errors}")
-    _tuned[key] = best
+    if not capturing:
+        _tuned[key] = best
     return best
 
 
@@ -310,8 +314,9 @@ def lut4_reason(qw: QuantizedWeight, dtype: torch.dtype) -> str | None:
         return f"activation dtype {dtype} (the lut4 path multiplies in bf16/fp16; fp32 keeps exact fp32 math)"
     if any(p.bits != 4 for p in qw.passes) or len(qw.passes) > 2:
         return "not an all-4-bit weight (4 or 4+4)"
-    if any(not lut4.finite_in(p.levels.cpu().numpy(), dtype) for p in qw.passes):
-        return f"a codebook level overflows {dtype}"
+    if any(not lut4.finite_in(p.levels.cpu().numpy(), d) for p in qw.passes for d in (dtype, torch.float16)):
+        # (the chunked prefill's dequant tables are fp16 for either activation dtype)
+        return f"a codebook level overflows {dtype} or float16"
     return None
 
 
@@ -396,8 +401,19 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
 _locks: dict = {}
 
 
+def _capturing(device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
 def _lock_buffer(device, size: int) -> torch.Tensor:
-    """Zeroed int32 split-K counters, one buffer per (device, stream); the kernel leaves them zero."""
+    """Zeroed int32 split-K counters, one buffer per (device, stream); the kernel leaves them zero.
+
+    While a CUDA graph is being captured every call gets its own buffer (zeroed by a node of
+    that graph): graphs share the capture stream, and one cached buffer would be shared by
+    graphs that may replay concurrently.
+    """
+    if _capturing(device):
+        return torch.zeros(max(size, 1), dtype=torch.int32, device=device)
     key = (device, torch._C._cuda_getCurrentRawStream(device.index if device.index is not None else
                                                         torch.cuda.current_device()) if device.type == "cuda" else 0)
     buf = _locks.get(key)
@@ -425,7 +441,7 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
     weight_args, weight_key = _lut4_args(prep, qw, y.dtype)
     args = (x_rot, y, ws, locks, bias if bias is not None else y) + weight_args + (
         batch, n, qw.n_groups, prep.inv_sqrt_g, qw.group_size // tk, per_split, n_tiles, split,
-        qw.passes[0].planes[0].stride(0), x_rot.stride(0), y.stride(0))
+        weight_args[0].stride(0), x_rot.stride(0), y.stride(0))  # (the planes' contiguous copies)
     consts = dict(BN=cfg.bn, BM=cfg.bm, TK=tk, GROUP_M=cfg.group_m, RESIDUAL=len(qw.passes) > 1,
                   PARTIAL=split > 1, HAS_BIAS=bias is not None, SCALE_W=cfg.scale_w,
                   OUT=tl.float32 if interpreting() else _TL_DTYPES[y.dtype], USE_ASM=not interpreting(),
@@ -444,11 +460,11 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
     key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype)
     tk = lut4_tile_width(qw.group_size)
-    if key not in _tuned:  # tune first (its trial launches must not be recorded for replay)
+    cfg = _tuned.get(key)
+    if cfg is None:  # tune first (its trial launches must not be recorded for replay)
         x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
-        _choose(key, lambda: lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device),
-                lambda c: _launch_lut4(c, qw, prep, x_rot, y, bias, batch))
-    cfg = _tuned.get(key) or lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device)[0]
+        cfg = _choose(key, lambda: lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device),
+                      lambda c: _launch_lut4(c, qw, prep, x_rot, y, bias, batch))
 
     def call():
         if cfg.chunk_rows:  # the rotation runs inside, overlapping the first chunk's dequant
@@ -460,7 +476,8 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
 
     # Replays only at decode batch sizes (host bound; a prefill call is not) and for a
     # unit-stride x (rotate would otherwise copy it, and a copy is not x).
-    if interpreting() or launch.hooks_installed() or batch > DECODE_MAX_BATCH or x2.stride(1) != 1:
+    if (interpreting() or launch.hooks_installed() or batch > DECODE_MAX_BATCH or x2.stride(1) != 1
+            or _capturing(x2.device)):
         call()
         return
     # Record this call's launches; later calls with the same key replay them (_replays).
@@ -525,6 +542,8 @@ def _workspace(device, stream: int, rows: int, k_padded: int, dtype) -> list:
     stream forks from and joins back into it), so reusing the buffers is safe; like cuBLAS's
     workspace they stay allocated (`release_prefill_workspace()` frees them).
     """
+    if _capturing(device):  # per graph, from its memory pool (see _lock_buffer)
+        return [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
     key = (device, stream, rows, k_padded, dtype)
     bufs = _workspaces.get(key)
     if bufs is None:
@@ -541,7 +560,7 @@ def _launch_dequant(qw, prep, out, row0, rows, br: int = 32):
     tk = lut4_tile_width(qw.group_size)
     weight_args, weight_key = _lut4_args(prep, qw, torch.float16)
     args = (out,) + weight_args + (row0, rows, qw.n_groups, prep.inv_sqrt_g, qw.group_size // tk,
-                                   qw.passes[0].planes[0].stride(0), out.stride(0))
+                                   weight_args[0].stride(0), out.stride(0))
     consts = dict(BR=br, TK=tk, RESIDUAL=len(qw.passes) > 1,
                   OUT=tl.float32 if interpreting() else tl.float16, USE_ASM=not interpreting())
     key = ("dequant", weight_key, out.dtype, out.device, qw.out_features, qw.k_padded, qw.n_groups,
@@ -595,7 +614,8 @@ _replay_keys: dict = {}  # id(weight) -> (weakref, its replay keys)
 
 def _replay_key(x2, qw, bias) -> tuple:
     # Everything that changes what Triton specializes on, or which kernels run.
-    return (id(qw), x2.shape[0], x2.dtype, x2.device, launch.ptr_spec(x2), launch.spec(x2.stride(0)),
+    # (the exact row stride of x: the rotation kernel's recorded `ld` argument is replayed as is)
+    return (id(qw), x2.shape[0], x2.dtype, x2.device, launch.ptr_spec(x2), x2.stride(0),
             None if bias is None else (bias.dtype, launch.ptr_spec(bias)),
             launch.current_raw_stream(x2.device))
 
@@ -698,7 +718,11 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
     """x2 [B, K] -> y [B, N] in x2's dtype (inputs already validated)."""
     batch = x2.shape[0]
     n = qw.out_features
-    if _replays and batch and (bias is None or bias.is_contiguous()):
+    if x2.is_cuda and x2.device.index != torch.cuda.current_device():
+        # Triton launches on the current device: make it x's (multi-GPU callers).
+        with torch.cuda.device(x2.device):
+            return run(x2, qw, bias)
+    if _replays and batch and (bias is None or bias.is_contiguous()) and not _capturing(x2.device):
         y = _try_replay(x2, qw, bias)
         if y is not None:
             return y
