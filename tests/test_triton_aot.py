@@ -6,30 +6,12 @@ cannot run inline PTX at all.
 """
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-
 import pytest
-
-
-@pytest.fixture(scope="module")
-def compiled_modules():
-    """tq.triton.lutmm defined for compilation (other modules may have defined it interpreted)."""
-    pytest.importorskip("triton")
-    old = os.environ.pop("TRITON_INTERPRET", None)
-    for name in ("tq.triton.dequant", "tq.triton.decode", "tq.triton.lut4", "tq.triton.lutmm"):
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
-    import tq.triton.lutmm as lutmm
-    yield lutmm
-    if old is not None:
-        os.environ["TRITON_INTERPRET"] = old
 
 
 @pytest.mark.parametrize("arch", [80, 90])
 @pytest.mark.parametrize("scale_w", [False, True])
-def test_lut4_kernel_compiles_for_gpu(compiled_modules, arch, scale_w):
+def test_lut4_kernel_compiles_for_gpu(compiled_triton_kernels, arch, scale_w):
     triton = pytest.importorskip("triton")
     try:
         from triton.backends.compiler import GPUTarget
@@ -38,7 +20,7 @@ def test_lut4_kernel_compiles_for_gpu(compiled_modules, arch, scale_w):
         pytest.skip(f"this triton has no AOT compile API: {e}")
     import triton.language as tl
 
-    lutmm = compiled_modules
+    lutmm = compiled_triton_kernels
     names = lutmm.lut4_matmul_kernel.arg_names
     types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
              "inv_sqrt_g": "fp32"}
@@ -60,13 +42,13 @@ def test_lut4_kernel_compiles_for_gpu(compiled_modules, arch, scale_w):
 
 
 @pytest.mark.parametrize("arch", [80, 90])
-def test_lut4_dequant_kernel_compiles_for_gpu(compiled_modules, arch):
+def test_lut4_dequant_kernel_compiles_for_gpu(compiled_triton_kernels, arch):
     triton = pytest.importorskip("triton")
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     import triton.language as tl
 
-    kernel = compiled_modules.lut4_dequant_kernel
+    kernel = compiled_triton_kernels.lut4_dequant_kernel
     types = {"out_ptr": "*bf16", "inv_sqrt_g": "fp32"}
     for p in ("a", "r"):
         types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})

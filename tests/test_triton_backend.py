@@ -1,7 +1,7 @@
 """Parity of the triton backend with the float64 reference (tq.reference.matmul_float64).
 
 Without a CUDA device the kernels run on the CPU under Triton's interpreter
-(TRITON_INTERPRET=1, set by the module fixture below for this module only, with the
+(TRITON_INTERPRET=1, set by the `triton_backend` fixture of tests/conftest.py for this module only, with the
 kernel modules re-imported so that their @triton.jit functions are interpreted), at
 small shapes.  With a CUDA device the same tests run the compiled kernels, and the
 ``gpu`` tests add real shapes.
@@ -14,9 +14,6 @@ instead of rounding, doubling that), plus operand rounding on the GPU's tensor c
 """
 from __future__ import annotations
 
-import importlib
-import os
-import sys
 
 import numpy as np
 import pytest
@@ -29,36 +26,8 @@ from tq.reference.matmul import matmul_float64
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
 TOLERANCE = {torch.float32: 1e-4, torch.float16: 2e-3, torch.bfloat16: 6e-3}
-KERNEL_MODULES = ("tq.triton.dequant", "tq.triton.decode", "tq.triton.prefill", "tq.triton.rotate",
-                  "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.dispatch")
-
-
-@pytest.fixture(scope="module", autouse=True)
-def triton_backend():
-    """The tq.triton module, in interpreter mode when there is no GPU (restored afterwards)."""
-    pytest.importorskip("triton")
-    old = os.environ.get("TRITON_INTERPRET")
-    if not ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-        # @triton.jit reads the flag when a kernel is defined: kernel modules that some
-        # earlier test imported without it are defined again.
-        stale = [name for name in KERNEL_MODULES if name in sys.modules]
-        for name in KERNEL_MODULES:
-            if stale:
-                importlib.reload(sys.modules[name]) if name in sys.modules else importlib.import_module(name)
-            else:
-                importlib.import_module(name)
-    import tq.triton as tqt
-
-    ok, reason = tqt.availability()
-    if not ok:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    yield tqt
-    if old is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = old
-    backends._cache.pop("triton", None)  # never let other modules see an interpreted backend
+# The `triton_backend` fixture (tests/conftest.py) runs the kernels interpreted when there is no GPU.
+pytestmark = pytest.mark.usefixtures("triton_backend")
 
 
 def _relative_error(y: torch.Tensor, x: torch.Tensor, qw, bias=None) -> float:

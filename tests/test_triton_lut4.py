@@ -9,10 +9,7 @@ On a GPU the same kernel tests run the compiled PTX (through the cached direct l
 """
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import sys
 
 import numpy as np
 import pytest
@@ -23,36 +20,6 @@ from tq.reference.matmul import matmul_float64
 
 ON_GPU = torch.cuda.is_available()
 DEVICE = "cuda" if ON_GPU else "cpu"
-KERNEL_MODULES = ("tq.triton.dequant", "tq.triton.decode", "tq.triton.prefill", "tq.triton.rotate",
-                  "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.dispatch")
-
-
-@pytest.fixture(scope="module")
-def tqt():
-    """tq.triton, interpreted when there is no GPU (as in test_triton_backend.py)."""
-    pytest.importorskip("triton")
-    old = os.environ.get("TRITON_INTERPRET")
-    if not ON_GPU:
-        os.environ["TRITON_INTERPRET"] = "1"
-        for name in KERNEL_MODULES:
-            if name in sys.modules:
-                importlib.reload(sys.modules[name])
-            else:
-                importlib.import_module(name)
-    import tq.triton as module
-
-    ok, reason = module.availability()
-    if not ok:
-        pytest.skip(f"triton backend unavailable: {reason}")
-    yield module
-    if old is None:
-        os.environ.pop("TRITON_INTERPRET", None)
-    else:
-        os.environ["TRITON_INTERPRET"] = old
-    from tq import backends
-    backends._cache.pop("triton", None)
-
-
 # ---------------------------------------------------------------------------
 # The PTX, emulated
 # ---------------------------------------------------------------------------
@@ -210,7 +177,7 @@ TOL = {torch.bfloat16: 6e-3, torch.float16: 1.5e-3}
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("group,residual,codebook", [(32, None, "gaussian"), (64, 4, "gaussian-poly"),
                                                      (128, None, "beta"), (None, 4, "gaussian")])
-def test_lut4_path_parity(tqt, gen, dtype, group, residual, codebook):
+def test_lut4_path_parity(triton_backend, gen, dtype, group, residual, codebook):
     from tq.triton import dispatch
 
     n, k = 37, 352  # odd N; K pads to a whole group for G = 64, 128 and full row
@@ -220,12 +187,12 @@ def test_lut4_path_parity(tqt, gen, dtype, group, residual, codebook):
     bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
     for batch in (1, 6, 16, 23):
         x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
-        y = tqt.matmul(x, qw, bias=bias)
+        y = triton_backend.matmul(x, qw, bias=bias)
         assert y.dtype == dtype and y.shape == (batch, n)
         assert _rel(y, x, qw, bias) < TOL[dtype], (batch, group, residual)
 
 
-def test_lut4_split_k_single_launch(tqt, gen):
+def test_lut4_split_k_single_launch(triton_backend, gen):
     """Split-K partials summed by the last program of each block; counters left at zero."""
     from tq.triton import dispatch
 
@@ -243,7 +210,7 @@ def test_lut4_split_k_single_launch(tqt, gen):
         assert int(dispatch._lock_buffer(y.device, 1).abs().sum()) == 0
 
 
-def test_lut4_scaled_weights_config(tqt, gen):
+def test_lut4_scaled_weights_config(triton_backend, gen):
     """SCALE_W (the group scale applied to the levels, the prefill choice) at a decode batch."""
     from tq.triton import dispatch
 
@@ -258,7 +225,7 @@ def test_lut4_scaled_weights_config(tqt, gen):
     assert _rel(y, x, qw) < TOL[torch.bfloat16]
 
 
-def test_lut4_reasons_and_switch(tqt, gen, monkeypatch):
+def test_lut4_reasons_and_switch(triton_backend, gen, monkeypatch):
     from tq.triton import dispatch
 
     q4 = tq.quantize(torch.randn(8, 64, generator=gen).to(DEVICE), bits=4, group_size=32)
@@ -269,7 +236,7 @@ def test_lut4_reasons_and_switch(tqt, gen, monkeypatch):
     monkeypatch.setenv("TQ_TRITON_LUT4", "0")
     assert "TQ_TRITON_LUT4" in dispatch.lut4_reason(q4, torch.bfloat16)
     x = torch.randn(2, 64, generator=gen).to(DEVICE, torch.float16)
-    assert _rel(tqt.matmul(x, q4), x, q4) < TOL[torch.float16]  # the general kernels still serve it
+    assert _rel(triton_backend.matmul(x, q4), x, q4) < TOL[torch.float16]  # the general kernels still serve it
 
 
 def test_lut4_tile_width():
@@ -279,7 +246,7 @@ def test_lut4_tile_width():
 
 
 @pytest.mark.gpu
-def test_gpu_replay_path(tqt, gen):
+def test_gpu_replay_path(triton_backend, gen):
     """Repeated decode calls replay the recorded launches (launch.Replay): fresh inputs give fresh,
     correct outputs, and a weight's replays go away with the weight."""
     import gc
@@ -291,7 +258,7 @@ def test_gpu_replay_path(tqt, gen):
     for batch in (1, 16, 1, 16):
         for use_bias in (None, bias):
             x = torch.randn(batch, 2880, generator=gen).to("cuda", torch.bfloat16)
-            y = tqt.matmul(x, qw, bias=use_bias)
+            y = triton_backend.matmul(x, qw, bias=use_bias)
             assert _rel(y, x, qw, use_bias) < TOL[torch.bfloat16], (batch, use_bias is None)
     owner = id(qw)
     assert len(dispatch._replay_keys[owner][1]) == 4  # (batch 1, 16) x (bias, none)
@@ -302,7 +269,7 @@ def test_gpu_replay_path(tqt, gen):
 
 
 @pytest.mark.gpu
-def test_gpu_same_shape_4bit_then_residual(tqt, gen):
+def test_gpu_same_shape_4bit_then_residual(triton_backend, gen):
     """Regression: a 4-bit and a 4+4 weight of one shape share every runtime-argument
     specialization; the launcher must still run the residual kernel for the second."""
     w = torch.randn(300, 512, generator=gen).to("cuda")
@@ -310,11 +277,11 @@ def test_gpu_same_shape_4bit_then_residual(tqt, gen):
         qw = tq.quantize(w, bits=4, group_size=64, residual_bits=residual)
         for batch in (1, 16, 40):
             x = torch.randn(batch, 512, generator=gen).to("cuda", torch.bfloat16)
-            assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.bfloat16], (residual, batch)
+            assert _rel(triton_backend.matmul(x, qw), x, qw) < TOL[torch.bfloat16], (residual, batch)
 
 
 @pytest.mark.parametrize("residual,group", [(None, 128), (4, 64), (None, None)])
-def test_dequant_kernel_matches_reference_rows(tqt, gen, residual, group):
+def test_dequant_kernel_matches_reference_rows(triton_backend, gen, residual, group):
     """The chunked prefill's workspace: rows [row0, row0 + rows) of W_rot, exact to fp16/bf16 rounding."""
     from tq.quantize import dequantize_rotated
     from tq.triton import dispatch
@@ -345,7 +312,7 @@ def test_chunk_rows_bounded(monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_chunked_prefill(tqt, gen):
+def test_gpu_chunked_prefill(triton_backend, gen):
     """Chunked dequant + cuBLAS on two streams, with and without bias, 4 and 4+4, ragged last chunk."""
     from tq.triton import dispatch
 
@@ -365,7 +332,7 @@ def test_gpu_chunked_prefill(tqt, gen):
             assert _rel(y, x, qw, b) < TOL[torch.bfloat16], (residual, b is None)
 
 
-def test_lut4_non_contiguous_planes(tqt, gen):
+def test_lut4_non_contiguous_planes(triton_backend, gen):
     """Planes stored as views of wider tensors (allowed by the format) read with the right stride."""
     qw = tq.quantize(torch.randn(21, 256, generator=gen).to(DEVICE), bits=4, group_size=64, residual_bits=4)
     for p in qw.passes:
@@ -374,10 +341,10 @@ def test_lut4_non_contiguous_planes(tqt, gen):
         p.planes = [wide[:, :p.planes[0].shape[1]]]
     assert not qw.passes[0].planes[0].is_contiguous()
     x = torch.randn(5, 256, generator=gen).to(DEVICE, torch.float16)
-    assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.float16]
+    assert _rel(triton_backend.matmul(x, qw), x, qw) < TOL[torch.float16]
 
 
-def test_lut4_reason_needs_float16_range(tqt, gen):
+def test_lut4_reason_needs_float16_range(triton_backend, gen):
     from tq.triton import dispatch
 
     qw = tq.quantize(torch.randn(8, 64, generator=gen).to(DEVICE), bits=4, group_size=32)
@@ -386,19 +353,19 @@ def test_lut4_reason_needs_float16_range(tqt, gen):
 
 
 @pytest.mark.gpu
-def test_gpu_replay_follows_x_stride_and_graph_capture(tqt, gen):
+def test_gpu_replay_follows_x_stride_and_graph_capture(triton_backend, gen):
     """A replay recorded for contiguous x must not be reused for a strided x (row stride differs);
     a captured CUDA graph of decode and prefill calls replays correctly."""
     qw = tq.quantize(torch.randn(512, 1024, generator=gen).to("cuda"), bits=4, group_size=128)
     big = torch.randn(8, 2048, generator=gen).to("cuda", torch.bfloat16)
     for x in (big[:, :1024].contiguous(), big[:, :1024].contiguous(), big[:, :1024], big[:, 512:1536]):
-        assert _rel(tqt.matmul(x, qw), x, qw) < TOL[torch.bfloat16], x.stride()
+        assert _rel(triton_backend.matmul(x, qw), x, qw) < TOL[torch.bfloat16], x.stride()
     for batch in (1, 16, 1100):
         x = torch.randn(batch, 1024, generator=gen).to("cuda", torch.bfloat16)
-        y = tqt.matmul(x, qw)                         # warm-up (tunes, records) outside capture
+        y = triton_backend.matmul(x, qw)                         # warm-up (tunes, records) outside capture
         g = torch.cuda.CUDAGraph()
         with torch.cuda.graph(g):
-            y = tqt.matmul(x, qw)
+            y = triton_backend.matmul(x, qw)
         x.copy_(torch.randn(batch, 1024, generator=gen).to("cuda", torch.bfloat16))
         g.replay()
         torch.cuda.synchronize()

@@ -22,6 +22,7 @@ import triton.language as tl
 
 from .decode import _add
 from .lut4 import lut4, lut4_scaled
+from .tiles import grouped_block
 
 
 @triton.jit
@@ -59,18 +60,7 @@ def lut4_matmul_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     TKB: tl.constexpr = TK // 2
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
-    num_m = (B + BM - 1) // BM
-    num_n = (N + BN - 1) // BN
-    per_group = GROUP_M * num_n
-    first_m = (pid // per_group) * GROUP_M
-    group_m = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_m
-    pid_n = (pid % per_group) // group_m
-
-    rows_raw = pid_n * BN + tl.arange(0, BN)
-    rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
-    bcol_raw = pid_m * BM + tl.arange(0, BM)
-    bcol = tl.minimum(bcol_raw, B - 1).to(tl.int64)
+    rows_raw, rows, bcol_raw, bcol = grouped_block(pid, B, N, BN, BM, GROUP_M)
     cb = tl.arange(0, TKB)
     # Byte c of a tile: low nibble = column 32*(c // 16) + c % 16 of the tile, high = that + 16.
     col_lo = 32 * (cb // 16) + cb % 16

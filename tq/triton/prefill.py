@@ -20,6 +20,7 @@ import triton
 import triton.language as tl
 
 from .dequant import load_coefficients, pass_tile, slice_value
+from .tiles import grouped_block
 
 
 @triton.jit
@@ -36,18 +37,7 @@ def prefill_kernel(x_ptr, y_ptr, bias_ptr,
     LP: tl.constexpr = 4 * P
     NS: tl.constexpr = 8 // P
     pid = tl.program_id(0)
-    num_m = (B + BM - 1) // BM
-    num_n = (N + BN - 1) // BN
-    per_group = GROUP_M * num_n
-    first_m = (pid // per_group) * GROUP_M
-    group_m = tl.minimum(num_m - first_m, GROUP_M)
-    pid_m = first_m + (pid % per_group) % group_m
-    pid_n = (pid % per_group) // group_m
-
-    rows_raw = pid_n * BN + tl.arange(0, BN)
-    rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
-    bcol_raw = pid_m * BM + tl.arange(0, BM)
-    bcol = tl.minimum(bcol_raw, B - 1).to(tl.int64)
+    rows_raw, rows, bcol_raw, bcol = grouped_block(pid, B, N, BN, BM, GROUP_M)
     c = tl.arange(0, TKB)
     col_in_block = 32 * (c // LP) + c % LP
     e0, e1, e2, e3, e4, e5, e6, e7 = load_coefficients(a_cf, NT0)
