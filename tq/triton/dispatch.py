@@ -414,8 +414,7 @@ def _lock_buffer(device, size: int) -> torch.Tensor:
     """
     if _capturing(device):
         return torch.zeros(max(size, 1), dtype=torch.int32, device=device)
-    key = (device, torch._C._cuda_getCurrentRawStream(device.index if device.index is not None else
-                                                        torch.cuda.current_device()) if device.type == "cuda" else 0)
+    key = (device, launch.current_raw_stream(device) if device.type == "cuda" else 0)
     buf = _locks.get(key)
     if buf is None or buf.numel() < size:
         buf = torch.zeros(max(size, 1024), dtype=torch.int32, device=device)

@@ -58,7 +58,8 @@ def _hook_set(hook) -> bool:
     return bool(calls) if calls is not None else True
 
 
-def _hooks_installed() -> bool:
+def hooks_installed() -> bool:
+    """Whether a Triton launch hook (a profiler) is set: direct launches and replays would skip it."""
     rt = getattr(_knobs, "runtime", None)
     return rt is not None and (_hook_set(rt.launch_enter_hook) or _hook_set(rt.launch_exit_hook))
 
@@ -78,7 +79,7 @@ class Launcher:
         # The constexprs and launch options are part of the key here, so no caller can forget one.
         key = (key, tuple(consts.items()), num_warps, num_stages)
         hit = self._compiled.get(key)
-        if hit is not None and not _hooks_installed():
+        if hit is not None and not hooks_installed():
             compiled, names = hit
             g0 = grid[0]
             g1 = grid[1] if len(grid) > 1 else 1
@@ -150,13 +151,9 @@ def record_replay(fn, static: list, named: dict):
         records = Launcher.recording
     finally:
         Launcher.recording = None
-    if not records or any(r is None for r in records) or _hooks_installed():
+    if not records or any(r is None for r in records) or hooks_installed():
         return None
     return Replay(records, static, named)
-
-
-def hooks_installed() -> bool:
-    return _hooks_installed()
 
 
 def current_raw_stream(device: torch.device) -> int:
@@ -164,8 +161,8 @@ def current_raw_stream(device: torch.device) -> int:
 
 
 def _current_stream(args) -> int:
-    dev = next(a.device for a in args if isinstance(a, torch.Tensor))
-    return torch._C._cuda_getCurrentRawStream(dev.index if dev.index is not None else torch.cuda.current_device())
+    return current_raw_stream(next(a.device for a in args if isinstance(a, torch.Tensor)))
 
 
-__all__ = ["Launcher", "Replay", "record_replay", "spec", "ptr_spec", "signature_key", "triton"]
+__all__ = ["Launcher", "Replay", "record_replay", "hooks_installed", "current_raw_stream", "spec", "ptr_spec",
+           "signature_key", "triton"]

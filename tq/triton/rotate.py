@@ -117,8 +117,10 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
         tm = max(MIN_DENSE, min(TILE_ELEMENTS // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
         consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)
         warps = 8 if tm * n >= 16384 else 4
-        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines, key=(launch.spec(n_lines),
-                           launch.spec(k_padded), rows, k, block, k_padded, str(consts)),
+        # (key: the specialization classes of this pass's integer arguments; the launcher
+        # adds the constexprs and rotate() the per-call pointer and stride classes)
+        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines,
+                           key=(launch.spec(n_lines), launch.spec(k_padded)),
                            scale=1.0 / math.sqrt(block) if last else 1.0, first=first, last=last,
                            consts=consts, warps=warps))
     needs_scratch = len(passes) > 1 and out_dtype != torch.float32
