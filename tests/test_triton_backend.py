@@ -21,6 +21,7 @@ import torch
 
 import tq
 from tq import backends
+from tq.experiments.parity import relative_error
 from tq.reference.matmul import matmul_float64
 
 ON_GPU = torch.cuda.is_available()
@@ -35,7 +36,7 @@ def _relative_error(y: torch.Tensor, x: torch.Tensor, qw, bias=None) -> float:
     got = y.detach().cpu().double().numpy()
     assert got.shape == ref.shape
     assert np.all(np.isfinite(got)), "non-finite output"
-    return float(np.linalg.norm(got - ref) / np.linalg.norm(ref))
+    return relative_error(got, ref)
 
 
 def _weight(n, k, gen, device=DEVICE):
