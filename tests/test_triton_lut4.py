@@ -309,6 +309,10 @@ def test_chunk_rows_bounded(monkeypatch):
     monkeypatch.setenv("TQ_PREFILL_WORKSPACE_MB", "16")
     assert chunk_rows_for(8192, 8192) == 512
     assert chunk_rows_for(1 << 20, 8192) == 128           # a floor, even past the budget
+    for bad in ("0", "-5", "lots"):
+        monkeypatch.setenv("TQ_PREFILL_WORKSPACE_MB", bad)
+        with pytest.raises(ValueError, match="TQ_PREFILL_WORKSPACE_MB must be a positive integer"):
+            chunk_rows_for(8192, 8192)
 
 
 @pytest.mark.gpu

@@ -519,10 +519,25 @@ def _side_stream(device) -> torch.cuda.Stream:
     return s
 
 
+def prefill_workspace_mb() -> int:
+    """TQ_PREFILL_WORKSPACE_MB as a positive integer (MiB for both chunk buffers)."""
+    raw = os.environ.get("TQ_PREFILL_WORKSPACE_MB")
+    if raw is None:
+        return PREFILL_WORKSPACE_MB
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise ValueError(f"TQ_PREFILL_WORKSPACE_MB must be a positive integer (MiB for the chunked prefill's "
+                         f"two buffers, default {PREFILL_WORKSPACE_MB}), got {raw!r}")
+    return value
+
+
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
     """Rows per chunk: 2048 (best measured on the H100 at K = 8192) unless the two buffers
     would exceed TQ_PREFILL_WORKSPACE_MB (default 128); at least 128, at most N (rounded up)."""
-    budget = int(os.environ.get("TQ_PREFILL_WORKSPACE_MB", PREFILL_WORKSPACE_MB)) << 20
+    budget = prefill_workspace_mb() << 20
     rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
     rows = max(128, rows // 128 * 128)
     return min(rows, triton.cdiv(n, 128) * 128)
