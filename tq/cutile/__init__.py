@@ -68,8 +68,7 @@ def matmul(x, qw: QuantizedWeight, *, bias=None):
     if reason:
         raise ValueError(f"the cutile backend cannot run these inputs: {reason}")
     x2, out_shape = contract.prepare(xt, qw, bt)
-    from .dispatch import run
-    y = run(x2.contiguous(), qw, bt).reshape(out_shape)
+    y = matmul_prepared(x2, qw, bt).reshape(out_shape)
     if cupy_in:
         import cupy
         return cupy.from_dlpack(y)

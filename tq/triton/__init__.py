@@ -66,13 +66,12 @@ def supports(x, qw) -> str | None:
 def matmul(x, qw, *, bias=None):
     """y = x @ W_hat.T (+ bias), y in x's dtype; see tq/contract.py for the contract."""
     from .. import contract
-    from .dispatch import run
 
     x2, out_shape = contract.prepare(x, qw, bias)
     reason = supports(x, qw)
     if reason:
         raise ValueError(f"the triton backend cannot run these inputs: {reason}")
-    return run(x2, qw, bias).reshape(out_shape)
+    return matmul_prepared(x2, qw, bias).reshape(out_shape)
 
 
 def matmul_prepared(x2, qw, bias=None):
