@@ -71,6 +71,96 @@ def test_horner_coefficients_reproduce_levels():
         np.testing.assert_allclose(h * w, cb.levels / np.sqrt(128), rtol=1e-12, atol=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_pair_table_decodes_to_both_nibbles(dtype):
+    # NumPy model of levels.py's decode of a byte-pair entry v: slice 0 (low nibble) from
+    # the low 16 bits, slice 1 (high nibble) from the high 16 bits.
+    from tq.codebook import get_codebook
+    from tq.cutile.dispatch import pair_table
+    lv = torch.tensor(get_codebook("gaussian", 4).levels, dtype=torch.float64) / np.sqrt(128)
+    t = pair_table(lv, dtype)
+    assert t.dtype == torch.int32 and t.shape == (256,)
+    v = t.numpy().astype(np.int64) & 0xFFFFFFFF
+    if dtype == torch.bfloat16:   # the GEMV's bit tricks: bitcast(v << 16), bitcast(v & 0xFFFF0000)
+        lo = ((v << 16) & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+        hi = (v & 0xFFFF0000).astype(np.uint32).view(np.float32)
+    else:
+        lo = (v & 0xFFFF).astype(np.uint16).view(np.float16).astype(np.float32)
+        hi = (v >> 16).astype(np.uint16).view(np.float16).astype(np.float32)
+    b = np.arange(256)
+    want = lv.to(dtype).float().numpy()
+    np.testing.assert_array_equal(lo, want[b & 15])
+    np.testing.assert_array_equal(hi, want[b >> 4])
+    assert not np.array_equal(lo, hi)
+
+
+def test_pair_table_refuses_levels_that_do_not_fit():
+    from tq.cutile.dispatch import pair_table
+    big = torch.linspace(-1e5, 1e5, 16, dtype=torch.float64)        # overflows fp16
+    assert pair_table(big, torch.float16) is None and pair_table(big, torch.bfloat16) is not None
+    tiny = torch.linspace(-1e-6, 1e-6, 16, dtype=torch.float64)     # fp16 subnormals
+    assert pair_table(tiny, torch.float16) is None
+    with pytest.raises(ValueError, match="16 levels"):
+        pair_table(torch.zeros(8, dtype=torch.float64), torch.bfloat16)
+
+
+def test_level_mode_choice(monkeypatch):
+    # lookup + bf16/fp16 -> fitted polynomial, else byte pairs (4-bit), else gather; fp32 -> exact gather
+    from tq.cutile import dispatch as d
+    pairs = {torch.bfloat16: torch.zeros(256, dtype=torch.int32), torch.float16: torch.ones(256, dtype=torch.int32)}
+    one, fitc = torch.zeros(1), torch.ones(5)
+    pd = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc))
+    assert d.level_mode(pd, torch.bfloat16)[:2] == (5, fitc) and d.level_mode(pd, torch.float16)[0] == 5
+    assert d.level_mode(pd, torch.float32) == (0, one, one)
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "pairs")
+    assert d.level_mode(pd, torch.bfloat16)[0] == -1 and d.level_mode(pd, torch.float16)[0] == -2
+    assert d.level_mode(pd, torch.float16)[2] is pairs[torch.float16]
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
+    assert d.level_mode(d.PassData(4, 0, 0, one, one, one, one, one, pairs), torch.bfloat16)[0] == -1  # no fit
+    assert d.level_mode(d.PassData(8, 0, 0, one, one, one, one, one), torch.bfloat16)[0] == 0   # neither
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "gather")
+    assert d.level_mode(pd, torch.bfloat16)[0] == 0
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "table")
+    with pytest.raises(ValueError, match="TQ_CUTILE_LEVELS"):
+        d.level_mode(pd, torch.bfloat16)
+    monkeypatch.delenv("TQ_CUTILE_LEVELS")
+    monkeypatch.setenv("TQ_CUTILE_PAIRS", "0")
+    assert d.level_mode(pd, torch.bfloat16)[0] == 0
+    poly = d.PassData(4, 0, 3, one, one, one, fitc, one)
+    assert d.level_mode(poly, torch.bfloat16)[:2] == (3, fitc)
+
+
+def test_fitted_polynomial_reproduces_lookup_codebooks():
+    from tq.codebook import get_codebook
+    from tq.cutile.dispatch import FIT_TOL, fit_odd_polynomial, horner_coefficients
+    for bits, terms in ((2, 2), (3, 4), (4, 5)):
+        lv = get_codebook("gaussian", bits).levels
+        c, err = fit_odd_polynomial(lv)
+        assert len(c) == terms and err <= FIT_TOL
+        # the kernels' Horner form (levels.py) over w = idx - u_max, with 1/sqrt(G) folded in
+        h = horner_coefficients(c, bits, 64)
+        w = np.arange(1 << bits) - ((1 << bits) - 1) / 2
+        acc = np.zeros_like(w)
+        for cj in h[::-1]:
+            acc = acc * w * w + cj
+        rel = np.abs(acc * w * 8 - lv) / np.abs(lv)
+        assert rel.max() <= FIT_TOL and (bits == 4) == (rel.max() > 1e-9)
+    assert fit_odd_polynomial(get_codebook("gaussian", 8).levels) is None      # 128 levels: no short fit
+    assert fit_odd_polynomial(np.linspace(-1, 2, 16)) is None                  # asymmetric
+    assert fit_odd_polynomial(np.array([-1.0, 0.0, 0.0, 1.0])) is None         # a zero level
+
+
+def test_chunked_choice(monkeypatch):
+    from tq.cutile import dispatch as d
+    assert d.uses_chunked(2048, torch.bfloat16) and d.uses_chunked(17, torch.float16)
+    assert not d.uses_chunked(2048, torch.float32) and not d.uses_chunked(16, torch.bfloat16)
+    monkeypatch.setenv("TQ_CUTILE_CHUNKED_MIN_BATCH", "1024")
+    assert d.uses_chunked(1024, torch.bfloat16) and not d.uses_chunked(1023, torch.bfloat16)
+    monkeypatch.setenv("TQ_CUTILE_CHUNKED_MIN_BATCH", "lots")
+    with pytest.raises(ValueError, match="TQ_CUTILE_CHUNKED_MIN_BATCH"):
+        d.uses_chunked(2048, torch.bfloat16)
+
+
 # ---------------------------------------------------------------------------
 # Ahead-of-time compilation (no GPU needed)
 # ---------------------------------------------------------------------------
@@ -82,7 +172,8 @@ def test_aot_compile_representative(arch, tmp_path):
     results = aot.compile_all([arch], variants, out_dir=tmp_path, jobs=2)
     assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert all(r.size > 1000 for r in results)
-    assert {r.kernel for r in results} == {"rotate", "fused", "gemv", "reduce"}
+    assert {r.kernel for r in results} == {"rotate", "fused", "gemv", "reduce", "dequant"}
+    assert any("pairs" in r.variant.name for r in results if r.kernel == "gemv")
 
 
 @needs_compiler
@@ -163,6 +254,79 @@ def test_parity_batches(batch):
         x = torch.randn(batch, k, generator=g).to(dtype).cuda()
         err = _rel(tqc.matmul(x, qw), matmul_float64(x, qw))
         assert err < TOL[dtype], f"seed={seed} batch={batch} {dtype}: {err:.2e}"
+    if batch > 16:  # the fused tensor-core prefill kernel, which bf16/fp16 reach only on request
+        import os
+        os.environ["TQ_CUTILE_CHUNKED_MIN_BATCH"] = "100000"
+        try:
+            x = torch.randn(batch, k, generator=g).to(torch.float16).cuda()
+            err = _rel(tqc.matmul(x, qw), matmul_float64(x, qw))
+        finally:
+            del os.environ["TQ_CUTILE_CHUNKED_MIN_BATCH"]
+        assert err < TOL[torch.float16], f"seed={seed} batch={batch} fused fp16: {err:.2e}"
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("bits, residual, group, codebook", [
+    (4, None, 128, "gaussian"), (4, 4, 64, "gaussian"), (4, None, None, "gaussian"), (3, 2, 32, "gaussian"),
+    (2, None, 256, "beta-poly"), (8, 4, 128, "gaussian"), (4, 2, 64, "gaussian-poly")])
+def test_parity_chunked_prefill(bits, residual, group, codebook, monkeypatch):
+    # Small thresholds so that small shapes take the chunked path with several chunks
+    # (128-row chunks; N odd, so the last chunk and the last dequant tile are partial).
+    from tq import chunked
+    from tq.cutile import dispatch as d
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 301 + 2 * (seed % 200), 1025 + 32 * (seed % 20)
+    monkeypatch.setenv("TQ_PREFILL_WORKSPACE_MB", "1")
+    assert chunked.chunk_rows_for(-(-k // 32) * 32, n) == 128
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=group, residual_bits=residual,
+                     codebook=codebook, seed=seed % 1000)
+    for dtype, lead in ((torch.bfloat16, (37,)), (torch.float16, (3, 11))):
+        x = torch.randn(*lead, k, generator=g).to(dtype).cuda()
+        bias = torch.randn(n, generator=g).to(dtype).cuda() if dtype == torch.bfloat16 else None
+        y = tqc.matmul(x, qw, bias=bias)
+        assert d.uses_chunked(x.numel() // k, dtype)
+        err = _rel(y, matmul_float64(x, qw, bias=bias))
+        assert y.shape == (*lead, n) and err < TOL[dtype], f"seed={seed} n={n} k={k} {dtype}: {err:.2e}"
+    # under CUDA-graph capture the replay matches the eager call
+    x = torch.randn(64, k, generator=g).to(torch.bfloat16).cuda()
+    want = tqc.matmul(x, qw)
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        tqc.matmul(x, qw)
+    torch.cuda.current_stream().wait_stream(s)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        out = tqc.matmul(x, qw)
+    graph.replay()
+    torch.cuda.synchronize()
+    assert torch.equal(out, want)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("bits, residual", [(4, None), (4, 4), (3, 2)])
+def test_level_modes_agree(bits, residual, monkeypatch):
+    # The fitted polynomial (levels to 2^-11) and the byte pairs (levels rounded to x's
+    # dtype) against the exact per-weight gather, on every decode / prefill path.
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    qw = tq.quantize(torch.randn(515, 1024, generator=g).cuda(), bits=bits, group_size=128, residual_bits=residual)
+    for batch in (1, 16, 200):
+        for dtype in (torch.bfloat16, torch.float16):
+            x = torch.randn(batch, 1024, generator=g).to(dtype).cuda()
+            ref = matmul_float64(x, qw)
+            ys = {}
+            for mode in ("fit", "pairs", "gather"):
+                monkeypatch.setenv("TQ_CUTILE_LEVELS", mode)
+                ys[mode] = tqc.matmul(x, qw).double()
+                assert _rel(ys[mode], ref) < TOL[dtype], f"seed={seed} {mode} batch={batch} {dtype}"
+            for mode in ("fit", "pairs"):
+                diff = float((ys[mode] - ys["gather"]).norm() / ys["gather"].norm())
+                assert diff < 5e-3, f"seed={seed} {mode} batch={batch} {dtype}: {diff:.2e}"
+    monkeypatch.delenv("TQ_CUTILE_LEVELS")
 
 
 @pytest.mark.gpu

@@ -301,7 +301,7 @@ def test_dequant_kernel_matches_reference_rows(triton_backend, gen, residual, gr
 
 
 def test_chunk_rows_bounded(monkeypatch):
-    from tq.triton.dispatch import chunk_rows_for
+    from tq.chunked import chunk_rows_for
 
     assert chunk_rows_for(8192, 8192) == 2048            # the measured best; 2 x 32 MiB
     assert chunk_rows_for(28672, 8192) == 1152           # 2 x 1152 x 28672 x 2 B <= 128 MiB

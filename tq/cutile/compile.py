@@ -15,7 +15,9 @@ Variant sets (constants the dispatcher in dispatch.py can choose):
   cycled across them so that each of those also appears with every path; plus the
   decode tiling without split, the rotation kernel for block sizes 32..8192 and both
   slice-count pairs, and the split-K reduction for each dtype.
-  The batch-1 GEMV kernel is compiled for every pass configuration as well.
+  The batch-1 GEMV kernel is compiled for every pass configuration as well, the 4-bit
+  byte-pair lookup (4, 4+4, 4+2 with bf16/fp16 x) on every path, and the chunked
+  prefill's dequant kernel for every pass configuration.
 - ``ci``: one variant of each kernel and path (fast; what the CPU test compiles).
 - ``full``: the product of all of the above axes (slow: thousands of compiles).
 """
@@ -39,7 +41,7 @@ POLY_TERMS = {2: 2, 3: 3, 4: 3, 8: 3}  # Horner terms of the default degree-5 po
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    kernel: str        # "rotate", "fused" or "reduce"
+    kernel: str        # "rotate", "fused", "gemv", "reduce" or "dequant"
     name: str          # human-readable constants
     params: tuple      # (dtype name, constants...) interpreted by _signature
 
@@ -58,12 +60,23 @@ class Result:
         return self.variant.kernel
 
 
-def _fused_variant(bits, residual, poly, dtype, path, tk, bias, split=None):
+def _terms(bits, poly, dtype, pairs=False):
+    # the T constant of levels.py: Horner terms, 0 (fp32 gather) or the byte-pair modes (4-bit)
+    if poly:
+        return POLY_TERMS[bits]
+    if pairs and bits == 4:
+        return -2 if dtype == "float16" else -1
+    return 0
+
+
+def _fused_variant(bits, residual, poly, dtype, path, tk, bias, split=None, pairs=False, exact=True):
+    # exact: N and B are multiples of the row and batch tiles (no bounds checks); otherwise
+    # both checks are on (ragged)
     from .dispatch import SUPPORTED_BITS
     a0, a1 = SUPPORTED_BITS[bits]
-    at = POLY_TERMS[bits] if poly else 0
+    at = _terms(bits, poly, dtype, pairs)
     b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
-    bt = (POLY_TERMS[residual] if poly else 0) if residual else 0
+    bt = _terms(residual, poly, dtype, pairs) if residual else 0
     if path == "gemv":
         tn, tb, sp = 128, 1, (4 if split is None else split)
     elif path == "decode":
@@ -71,11 +84,27 @@ def _fused_variant(bits, residual, poly, dtype, path, tk, bias, split=None):
     else:
         tn, tb, sp = (64, 64, 1) if dtype == "float32" else (128, 128, 1)
     cfg = f"{bits}" + (f"+{residual}" if residual else "")
-    name = (f"fused {cfg}-bit {'poly' if poly else 'lookup'} {dtype} {path} TN={tn} TK={tk} TB={tb} "
+    kind = "poly" if poly else ("pairs" if pairs else "lookup")
+    name = (f"fused {cfg}-bit {kind} {dtype} {path} TN={tn} TK={tk} TB={tb} "
             f"SPLIT={sp}{' bias' if bias else ''}")
+    cn = not exact
+    name += "" if exact else " ragged"
     if path == "gemv":
-        return Variant("gemv", name.replace("fused", "gemv"), (dtype, a0, a1, at, b0, b1, bt, tn, tk, sp, bias))
-    return Variant("fused", name, (dtype, a0, a1, at, b0, b1, bt, tn, tk, tb, sp, bias))
+        return Variant("gemv", name.replace("fused", "gemv"), (dtype, a0, a1, at, b0, b1, bt, tn, tk, sp, bias, cn))
+    return Variant("fused", name, (dtype, a0, a1, at, b0, b1, bt, tn, tk, tb, sp, bias, cn, cn))
+
+
+def _dequant_variant(bits, residual, poly, dtype, tk, pairs=False, exact=True):
+    # the chunked prefill's dequant: byte-pair tables are fp16 for either output dtype
+    from .dispatch import DEQUANT_TN, SUPPORTED_BITS
+    a0, a1 = SUPPORTED_BITS[bits]
+    b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
+    at = _terms(bits, poly, "float16", pairs)
+    bt = _terms(residual, poly, "float16", pairs) if residual else 0
+    cfg = f"{bits}" + (f"+{residual}" if residual else "")
+    kind = "poly" if poly else ("pairs" if pairs else "lookup")
+    return Variant("dequant", f"dequant {cfg}-bit {kind} {dtype} TN={DEQUANT_TN} TK={tk}{'' if exact else ' ragged'}",
+                   (dtype, a0, a1, at, b0, b1, bt, DEQUANT_TN, tk, not exact))
 
 
 def _rotate_variant(dtype, r, v0, v1):
@@ -94,9 +123,13 @@ def variants(which: str = "default") -> list[Variant]:
     if which == "ci":
         out.append(_fused_variant(4, None, True, "bfloat16", "decode", 128, False))
         out.append(_fused_variant(4, 2, True, "bfloat16", "gemv", 128, True))
-        out.append(_fused_variant(3, 2, False, "float16", "prefill", 64, True))
+        out.append(_fused_variant(3, 2, False, "float16", "prefill", 64, True, exact=False))
         out.append(_rotate_variant("bfloat16", 128, 2, 4))
         out.append(_reduce_variant("bfloat16", 4, True))
+        out.append(_fused_variant(4, None, False, "bfloat16", "gemv", 128, False, split=2, pairs=True))
+        out.append(_fused_variant(4, 4, False, "float16", "decode", 128, True, pairs=True))
+        out.append(_dequant_variant(4, None, False, "bfloat16", 128, pairs=True))
+        out.append(_dequant_variant(3, 2, False, "float16", 64, exact=False))
         return out
     if which == "full":
         for (bits, res), poly, dt, path, tk, bias in itertools.product(
@@ -107,15 +140,24 @@ def variants(which: str = "default") -> list[Variant]:
             out.append(_rotate_variant(dt, r, *vv))
         for dt, sp, bias in itertools.product(DTYPES, (2, 4, 8), (False, True)):
             out.append(_reduce_variant(dt, sp, bias))
+        for (bits, res), dt, path, tk, bias in itertools.product(
+                ((4, None), (4, 4), (4, 2)), ("bfloat16", "float16"), ("gemv", "decode", "prefill"),
+                (128, 64, 32), (False, True)):
+            out.append(_fused_variant(bits, res, False, dt, path, tk, bias, pairs=True))
+        for (bits, res), kind, dt, tk in itertools.product(PASS_CONFIGS, ("lookup", "poly", "pairs"),
+                                                          ("bfloat16", "float16"), (128, 64, 32)):
+            out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
         return out
     if which != "default":
         raise ValueError(f"unknown variant set {which!r}; choose default, ci or full")
     cyc = itertools.count()
     for (bits, res), poly, path in itertools.product(PASS_CONFIGS, (False, True), ("decode", "prefill")):
         i = next(cyc)
-        out.append(_fused_variant(bits, res, poly, DTYPES[i % 3], path, (128, 64, 32)[(i // 3) % 3], i % 2 == 1))
+        out.append(_fused_variant(bits, res, poly, DTYPES[i % 3], path, (128, 64, 32)[(i // 3) % 3], i % 2 == 1,
+                                  exact=i % 4 != 3))
     for i, (bits, res) in enumerate(PASS_CONFIGS):
-        out.append(_fused_variant(bits, res, i % 2 == 0, DTYPES[i % 3], "gemv", (128, 64, 32)[i % 3], i % 2 == 1))
+        out.append(_fused_variant(bits, res, i % 2 == 0, DTYPES[i % 3], "gemv", (128, 64, 32)[i % 3], i % 2 == 1,
+                                  exact=i % 3 != 2))
     for dt in DTYPES:
         out.append(_fused_variant(4, None, True, dt, "decode", 128, True, split=1))
         out.append(_fused_variant(4, None, True, dt, "gemv", 128, True, split=1))
@@ -124,6 +166,16 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_rotate_variant(DTYPES[i % 3], r, *vv))
     for dt in DTYPES:
         out.append(_reduce_variant(dt, 4, dt != "float32"))
+    # 4-bit lookup codebooks with bf16/fp16 x take the byte-pair tables on every path
+    for i, ((bits, res), dt, path) in enumerate(itertools.product(
+            ((4, None), (4, 4), (4, 2)), ("bfloat16", "float16"), ("gemv", "decode", "prefill"))):
+        out.append(_fused_variant(bits, res, False, dt, path, (128, 64, 32)[i % 3], i % 2 == 1, pairs=True))
+    # the chunked prefill's dequant for every pass configuration (and the pair tables)
+    for i, (bits, res) in enumerate(PASS_CONFIGS):
+        out.append(_dequant_variant(bits, res, i % 2 == 1, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i % 3],
+                                    exact=i % 4 != 1))
+    for i, (bits, res) in enumerate(((4, None), (4, 4), (4, 2))):
+        out.append(_dequant_variant(bits, res, False, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i], pairs=True))
     return out
 
 
@@ -131,9 +183,14 @@ def _signature(v: Variant):
     import cuda.tile as ct
     from cuda.tile.compilation import ArrayConstraint, CallingConvention, KernelSignature, ScalarConstraint
 
-    def arr(dtype, ndim):  # a C-contiguous array argument that aliases nothing
+    def arr(dtype, ndim):
+        # A C-contiguous array argument that aliases nothing, with a 16-aligned base and row
+        # strides divisible by 16 elements: what the JIT derives for the weights and buffers
+        # of real layer shapes (torch allocations), and what lets the compiler use wide and
+        # TMA loads; without it every tile load compiles to byte loads and spills.
         return ArrayConstraint(dtype, ndim, index_dtype=ct.int32, stride_lower_bound_incl=0, alias_groups=(),
-                               may_alias_internally=False, stride_constant=(None,) * (ndim - 1) + (1,))
+                               may_alias_internally=False, stride_constant=(None,) * (ndim - 1) + (1,),
+                               stride_divisible_by=(16,) * (ndim - 1) + (1,), base_addr_divisible_by=16)
 
     dt = getattr(ct, v.params[0])
     c = v.params[1:]
@@ -143,6 +200,10 @@ def _signature(v: Variant):
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k
         params = [arr(ct.float32, 3), arr(dt, 2), arr(dt, 2), *c]
+    elif v.kernel == "dequant":
+        from .dequant import dequant_kernel as k
+        params = [arr(dt, 2), *_pass_params(arr, c[2], None), *_pass_params(arr, c[5], None),
+                  ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
     else:
         if v.kernel == "gemv":
             from .fused import fused_gemv_kernel as k
@@ -151,10 +212,18 @@ def _signature(v: Variant):
             from .fused import fused_matmul_kernel as k
             split = c[9]
         out = arr(ct.float32, 3) if split > 1 else arr(dt, 2)
-        pas = [arr(dt, 3), arr(ct.uint8, 2), arr(ct.uint8, 2), arr(ct.float16, 2), arr(ct.float32, 1),
-               arr(ct.float32, 1)]
-        params = [out, arr(dt, 2), *pas, *pas, ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
+        params = [out, arr(dt, 2), *_pass_params(arr, c[2], arr(dt, 3)), *_pass_params(arr, c[5], arr(dt, 3)),
+                  ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
     return k, KernelSignature(params, calling_convention=CallingConvention.cutile_python_v1())
+
+
+def _pass_params(arr, terms, x):
+    # one pass's arguments: (x copy,) planes, fp16 norms, Horner coefficients, level table
+    # (int32 byte pairs for terms < 0, else fp32 levels)
+    import cuda.tile as ct
+    table = arr(ct.int32, 1) if terms < 0 else arr(ct.float32, 1)
+    head = [x] if x is not None else []
+    return head + [arr(ct.uint8, 2), arr(ct.uint8, 2), arr(ct.float16, 2), arr(ct.float32, 1), table]
 
 
 def compile_one(v: Variant, arch: str, out_dir: str | None = None) -> Result:

@@ -28,12 +28,15 @@ import weakref
 import numpy as np
 import torch
 
+from .. import chunked
 from ..format import QuantizedWeight
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
 SUPPORTED_BITS = {2: (2, 0), 3: (2, 1), 4: (4, 0), 8: (8, 0)}
 DECODE_MAX_BATCH = 16
 MAX_SPLIT = 8
+CHUNKED_MIN_BATCH = 17    # batches from here take the chunked prefill (bf16/fp16 x)
+DEQUANT_TN = 64           # rows per dequant_kernel program (TQ_CUTILE_DEQUANT_TN overrides, experiments)
 
 # ---------------------------------------------------------------------------
 # Per-weight device data (cached per QuantizedWeight object)
@@ -48,6 +51,8 @@ class PassData:
     norms: torch.Tensor
     coef: torch.Tensor    # fp32 Horner coefficients in w = idx - u_max, scaled by 1/sqrt(G)
     table: torch.Tensor   # fp32 levels / sqrt(G) (lookup) or a 1-element dummy
+    pairs: dict = dataclasses.field(default_factory=dict)  # dtype -> byte-pair table (4-bit lookup)
+    fit: tuple | None = None  # (terms, Horner coefficients) of the fitted odd polynomial (lookup)
 
     @property
     def slices(self) -> int:
@@ -69,6 +74,89 @@ def horner_coefficients(coefficients, bits: int, group_size: int) -> np.ndarray:
     u_max = ((1 << bits) - 1) / 2.0
     c = np.asarray(coefficients, dtype=np.float64)
     return c / u_max ** (2 * np.arange(len(c)) + 1) / math.sqrt(group_size)
+
+
+def pair_table(scaled_levels: torch.Tensor, dtype: torch.dtype) -> torch.Tensor | None:
+    """The 4-bit byte-pair table of levels.py: int32 [256], entry b = bits16(level[b & 15]) |
+    bits16(level[b >> 4]) << 16 in `dtype` (bf16 or fp16); None where a level does not fit
+    `dtype` to 2^-8 relative (overflow, or an fp16 subnormal)."""
+    lv = scaled_levels.double().cpu()
+    if lv.numel() != 16:
+        raise ValueError(f"a byte-pair table needs 16 levels, got {lv.numel()}")
+    cast = lv.to(dtype)
+    back = cast.double()
+    if not torch.isfinite(back).all() or ((back - lv).abs() > lv.abs() * 2.0 ** -8).any():
+        return None
+    bits = cast.view(torch.int16).to(torch.int64) & 0xFFFF
+    b = torch.arange(256)
+    t = bits[b & 15] | (bits[b >> 4] << 16)
+    return torch.where(t >= 1 << 31, t - (1 << 32), t).to(torch.int32)
+
+
+FIT_TOL = 2.0 ** -11   # below fp16's (and bf16's) half-ulp: a fitted level rounds as the table's would
+FIT_MAX_TERMS = 6
+
+
+def fit_odd_polynomial(levels, max_terms: int = FIT_MAX_TERMS, tol: float = FIT_TOL):
+    """(coefficients in v = (idx - u_max) / u_max, max relative error) of the shortest odd
+    polynomial sum_j c_j v^(2j+1) that reproduces a symmetric codebook to `tol` relative
+    error at every level, or None (asymmetric, a zero level, or no fit with <= max_terms).
+
+    Why: cuTile has no register-table lookup, and a memory gather per weight (or per byte)
+    is what limits its decode kernels; a short Horner chain in registers is not.  The
+    4-bit Lloyd-Max Gaussian codebook needs 5 terms for 3.5e-4 (2^-11 = 4.9e-4)."""
+    lv = np.asarray(levels, dtype=np.float64)
+    n = lv.size
+    if n < 2 or np.any(lv == 0) or not np.allclose(lv, -lv[::-1], rtol=1e-12, atol=0.0):
+        return None
+    u_max = (n - 1) / 2.0
+    v = (np.arange(n) - u_max) / u_max
+    for terms in range(1, min(max_terms, n // 2) + 1):
+        a = np.stack([v ** (2 * j + 1) for j in range(terms)], 1)
+        wgt = 1.0 / np.abs(lv)  # least squares in relative error
+        c = np.linalg.lstsq(a * wgt[:, None], lv * wgt, rcond=None)[0]
+        err = float(np.max(np.abs(a @ c - lv) / np.abs(lv)))
+        if err <= tol:
+            return c, err
+    return None
+
+
+LEVEL_MODES = ("fit", "pairs", "gather")
+
+
+def level_preference() -> str:
+    """TQ_CUTILE_LEVELS: how lookup codebooks are evaluated for bf16/fp16 x (default fit)."""
+    v = os.environ.get("TQ_CUTILE_LEVELS", "fit")
+    if v not in LEVEL_MODES:
+        raise ValueError(f"TQ_CUTILE_LEVELS must be one of {', '.join(LEVEL_MODES)}, got {v!r}")
+    return v
+
+
+def pairs_enabled() -> bool:
+    # (TQ_CUTILE_PAIRS=0 is kept as a shorthand for TQ_CUTILE_LEVELS=gather)
+    return os.environ.get("TQ_CUTILE_PAIRS", "1") != "0"
+
+
+PAIR_MODES = {torch.bfloat16: -1, torch.float16: -2}
+
+
+def level_mode(pd: PassData, dt: torch.dtype) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(T constant, Horner coefficients, level table) of a pass for operand dtype dt (levels.py).
+
+    Polynomial codebooks: their own Horner chain (T > 0).  Lookup codebooks with bf16/fp16
+    operands, in order of TQ_CUTILE_LEVELS preference (default fit, then pairs, then gather):
+    the fitted odd polynomial (T > 0, levels to within 2^-11), the byte-pair table (T < 0,
+    4-bit, levels rounded to dt), the per-weight gather (T = 0).  fp32 operands always
+    gather the exact fp32 levels."""
+    if pd.terms > 0:
+        return pd.terms, pd.coef, pd.table
+    if dt in PAIR_MODES and pairs_enabled():
+        pref = level_preference()
+        if pref == "fit" and pd.fit is not None:
+            return pd.fit[0], pd.fit[1], pd.table
+        if pref in ("fit", "pairs") and dt in pd.pairs:
+            return PAIR_MODES[dt], pd.coef, pd.pairs[dt]
+    return 0, pd.coef, pd.table
 
 
 def k_tile(qw: QuantizedWeight) -> int:
@@ -98,9 +186,20 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
             terms, table = coef.numel(), dummy
         else:
             terms, coef = 0, dummy
-            table = (p.levels.double() / math.sqrt(g)).float().to(dev).contiguous()
-        passes.append(PassData(p0, p1, terms, planes[0], planes[1] if p1 else planes[0],
-                               p.norms.contiguous(), coef, table))
+            scaled = p.levels.double() / math.sqrt(g)
+            table = scaled.float().to(dev).contiguous()
+        pd = PassData(p0, p1, terms, planes[0], planes[1] if p1 else planes[0], p.norms.contiguous(), coef, table)
+        if terms == 0 and (p0, p1) == (4, 0):
+            for dt in PAIR_MODES:
+                t = pair_table(scaled, dt)
+                if t is not None:
+                    pd.pairs[dt] = t.to(dev)
+        if terms == 0:
+            fit = fit_odd_polynomial(p.levels.double().cpu().numpy())
+            if fit is not None:
+                pd.fit = (len(fit[0]), torch.tensor(horner_coefficients(fit[0], p.bits, g), dtype=torch.float32,
+                                                    device=dev))
+        passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
     tk = k_tile(qw)
@@ -132,7 +231,8 @@ def _env_override(name: str):
     return tuple(int(t) for t in v.split(",")) if v else None
 
 
-def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dtype) -> Tiling:
+def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dtype,
+                  gather_bound: bool = False) -> Tiling:
     """Decode (B <= 16): TB = 16, split-K until there are >= 2 programs per SM.
     Prefill: TB = 64 or 128 (fp32: 64, to keep the fp32 tiles in registers), no split."""
     tn = 128
@@ -143,12 +243,14 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
         tn, tb = _env_override("TQ_CUTILE_PREFILL")
         return Tiling(tn, tb, 1, "prefill")
     if batch == 1:
-        # GEMV path (fused_gemv_kernel): measured on the H100 (8192x8192 and 8192x28672,
-        # TN = 128), split 2 beat splits 4 and 8 and TN 64 / 256; so split only until the
-        # programs about cover the SMs once (at least 2 when K allows: 28672x8192 ran with 2).
-        n_tiles = -(-n // tn)
-        split = 2 if k_tiles >= 8 else 1
-        while split < MAX_SPLIT and n_tiles * split < 0.9 * sms and k_tiles // (split * 2) >= 2:
+        # GEMV path (fused_gemv_kernel), TN = 128.  Measured on the H100 (graph replay, 4-bit
+        # g128, 8192x8192 / 28672x8192 / 8192x28672): with register levels (polynomial or
+        # fitted) split 2 beat split 4 (52 / 175 / 155 us against 54 / 211 / 204); with the
+        # byte-pair gather split 4 beat split 2 (66 / 212 / 197 against 64 / 304 / 218).
+        # TN 64 and split 1 were slower in both.
+        want = 4 if gather_bound else 2
+        split = 1
+        while split < want and k_tiles // (split * 2) >= 4:
             split *= 2
         return Tiling(tn, 1, split, "decode")
     if batch <= DECODE_MAX_BATCH:
@@ -181,7 +283,8 @@ def compile_stats() -> dict:
 def _launch(kernel, grid, args, key):
     import cuda.tile as ct
     stream = torch.cuda.current_stream()
-    if key in _seen:
+    if key in _seen or torch.cuda.is_current_stream_capturing():
+        # (no timing inside a CUDA-graph capture: synchronizing would break it)
         ct.launch(stream, grid, kernel, args)
         return
     torch.cuda.synchronize()
@@ -218,35 +321,70 @@ class Plan:
     reduce_grid: tuple | None
     reduce_consts: tuple | None
     scratch: dict | None   # decode: activation copies + workspace reused call after call on one stream
+    levels: tuple = ()     # per pass: [Horner coefficients, level table] arguments (level_mode)
+    chunk_rows: int = 0    # > 0: chunked prefill (fused_kernel is then dequant_kernel)
     seen: bool = False
 
 
 _scratch_pool: dict = {}
 
 
+def chunked_min_batch() -> int:
+    """Smallest batch that takes the chunked prefill (TQ_CUTILE_CHUNKED_MIN_BATCH, default 17).
+
+    On the H100 at 8192x8192 (graph replay) the chunked path beat the fused tensor-core
+    kernel at every batch measured, 17 to 2048: 130 vs 237 us at B = 17, 289 vs 1679 us at
+    B = 1024."""
+    raw = os.environ.get("TQ_CUTILE_CHUNKED_MIN_BATCH", str(CHUNKED_MIN_BATCH))
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"TQ_CUTILE_CHUNKED_MIN_BATCH must be an integer batch size, got {raw!r}") from None
+
+
+def uses_chunked(bsz: int, dt: torch.dtype) -> bool:
+    # bf16/fp16 only: cuBLAS in fp32 would run at a fraction of the tensor-core rate, and the
+    # fused fp32 kernel keeps exact fp32 math.
+    return bsz > DECODE_MAX_BATCH and dt in PAIR_MODES and bsz >= chunked_min_batch()
+
+
 def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int) -> Plan:
+    from .dequant import dequant_kernel
     from .fused import fused_gemv_kernel, fused_matmul_kernel
-    key = (bsz, dt, has_bias, stream_id)
+    key = (bsz, dt, has_bias, stream_id, pairs_enabled(), level_preference(), uses_chunked(bsz, dt))
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
     n, kp, r = qw.out_features, qw.k_padded, qw.rotation_block
-    vs = tuple(sorted({p.slices for p in wd.passes}))
     tbr = rotate_tb(r)
-    rot_consts = (r, tbr, vs[0], vs[1] if len(vs) > 1 else 0)
-    t = choose_tiling(bsz, n, wd.k_tiles, _sm_count(dev), dt)
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else None
-    pcon = (pa.p0, pa.p1, pa.terms, pb.p0 if pb else 0, pb.p1 if pb else 0, pb.terms if pb else 0)
+    if uses_chunked(bsz, dt):
+        # The dequant takes fp16 pair tables for either output dtype: 11-bit levels, then one
+        # rounding of level * norm to the output dtype.
+        (ta, *la), (tb, *lb) = level_mode(pa, torch.float16), level_mode(pb or pa, torch.float16)
+        dtn = int(os.environ.get("TQ_CUTILE_DEQUANT_TN", DEQUANT_TN))
+        consts = (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0, dtn, wd.tk, n % dtn != 0)
+        plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), (-(-bsz // tbr), kp // r, 1), (r, tbr, 1, 0),
+                    dequant_kernel, None, consts, None, None, None, (la, lb), chunked.chunk_rows_for(kp, n))
+        wd.plans[key] = plan
+        return plan
+    vs = tuple(sorted({p.slices for p in wd.passes}))
+    rot_consts = (r, tbr, vs[0], vs[1] if len(vs) > 1 else 0)
+    (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
+    t = choose_tiling(bsz, n, wd.k_tiles, _sm_count(dev), dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
+    pcon = (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
-        kern, consts = fused_gemv_kernel, pcon + (t.tn, wd.tk, t.split, has_bias)
+        # (bounds checks only where a tile can leave the array: they turn wide loads into byte loads)
+        kern, consts = fused_gemv_kernel, pcon + (t.tn, wd.tk, t.split, has_bias, n % t.tn != 0)
         t = dataclasses.replace(t, path="gemv")
     else:
-        kern, consts = fused_matmul_kernel, pcon + (t.tn, wd.tk, t.tb, t.split, has_bias)
+        kern, consts = fused_matmul_kernel, pcon + (t.tn, wd.tk, t.tb, t.split, has_bias, n % t.tn != 0,
+                                                     bsz % t.tb != 0)
     red_tb = 16
     plan = Plan(t, vs, (-(-bsz // tbr), kp // r, 1), rot_consts, kern, (-(-n // t.tn), t.split, -(-bsz // t.tb)),
                 consts, (-(-bsz // red_tb), -(-n // 128), 1) if t.split > 1 else None,
-                (t.split, red_tb, 128, has_bias) if t.split > 1 else None, None)
+                (t.split, red_tb, 128, has_bias) if t.split > 1 else None, None, (la, lb))
     if bsz <= DECODE_MAX_BATCH:
         # Decode scratch (activation copies + split-K workspace) is shared by every weight of the
         # same shape on this stream: kernels on one stream run in order, so reuse is safe, and
@@ -280,6 +418,8 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
     stream = torch.cuda.current_stream(dev)
     has_bias = bias is not None
     plan = _plan(qw, wd, bsz, dt, has_bias, dev, stream.cuda_stream)
+    if plan.chunk_rows:
+        return _run_chunked(x2, qw, wd, plan, bias)
     sc = plan.scratch or _scratch(plan, bsz, n, kp, dt, dev)
     y = torch.empty((bsz, n), dtype=dt, device=dev)
     bias2 = bias.reshape(1, n) if has_bias else wd.signs.view(1, -1)
@@ -293,8 +433,8 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
     launches = [
         (rotate_kernel, plan.rotate_grid, (x2, wd.signs, c0, c1, *plan.rotate_consts)),
         (plan.fused_kernel, plan.fused_grid,
-         (target, bias2, sc[pa.slices], pa.plane0, pa.plane1, pa.norms, pa.coef, pa.table,
-          sc[pb.slices], pb.plane0, pb.plane1, pb.norms, pb.coef, pb.table,
+         (target, bias2, sc[pa.slices], pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
+          sc[pb.slices], pb.plane0, pb.plane1, pb.norms, *plan.levels[1],
           wd.k_tiles, wd.tiles_per_group, *plan.fused_consts)),
     ]
     if plan.reduce_grid:
@@ -309,4 +449,32 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
         # first call of this plan: record the first-launch (JIT compile) time of each new variant
         _launch(kern, grid, args, (name, str(dt), str(args[0].dtype), str(pa.norms.dtype), str(bias2.dtype)) + c)
     plan.seen = True
+    return y
+
+
+def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Plan, bias) -> torch.Tensor:
+    """Prefill through tq/chunked.py: dequant_kernel fills row chunks of W_rot on a side stream
+    while cuBLAS multiplies the previous chunk; the rotation (natural column order) overlaps
+    the first dequant."""
+    from .rotate import rotate_kernel
+    bsz, n, kp, dt, dev = x2.shape[0], qw.out_features, qw.k_padded, x2.dtype, x2.device
+    y = torch.empty((bsz, n), dtype=dt, device=dev)
+    xr = torch.empty((1, bsz, kp), dtype=dt, device=dev)
+    pa = wd.passes[0]
+    pb = wd.passes[1] if len(wd.passes) > 1 else pa
+    tn = plan.tiling.tn
+    wkey = ("dequant", str(dt), str(pa.norms.dtype)) + plan.fused_consts
+
+    def rotate():
+        _launch(rotate_kernel, plan.rotate_grid, (x2, wd.signs, xr, xr, *plan.rotate_consts),
+                ("rotate", str(dt), str(dt)) + plan.rotate_consts)
+        return xr[0]
+
+    def dequant(buf, r0, rows):
+        args = (buf, pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
+                pb.plane0, pb.plane1, pb.norms, *plan.levels[1], r0 // tn, wd.tiles_per_group,
+                *plan.fused_consts)
+        _launch(plan.fused_kernel, (-(-rows // tn), wd.k_tiles, 1), args, wkey)
+
+    chunked.run_chunked(dequant, rotate, y, bias, n, kp, plan.chunk_rows)
     return y

@@ -32,43 +32,42 @@
 # reduce.py.  Prefill: TB = 64-128, SPLIT = 1, the epilogue adds bias and casts.
 import cuda.tile as ct
 
+from .levels import levels, pair_f32, pair_halves, slice_index
+
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 
 
-def _levels(idx, coef, cb, BITS: ConstInt, T: ConstInt):
-    # idx: int32 tile of codebook indices -> fp32 levels (already scaled by 1/sqrt(G)).
-    if T == 0:
-        return ct.gather(cb, idx, check_bounds=False)
-    u_max = ((1 << BITS) - 1) * 0.5
-    # 2^23 + u_max is not representable in fp32 (u_max has a .5), so two exact subtractions.
-    w = (ct.bitcast(idx | 0x4B000000, ct.float32) - 8388608.0) - u_max
-    w2 = w * w
-    h = ct.load(coef, (T - 1,), ())
-    for j in ct.static_iter(range(T - 2, -1, -1)):
-        h = h * w2 + ct.load(coef, (j,), ())
-    return h * w
+def _x_tile(xs, s, bt, kt, TB: ConstInt, TKB: ConstInt, CB: ConstBool):
+    # activation tile [TB, TKB] of slice s; rows past the batch load as zero when B % TB != 0
+    # (a padding mode needs the bounds check, and the check costs wide loads: only when needed)
+    if CB:
+        t = ct.load(xs, (s, bt, kt), (1, TB, TKB), padding_mode=ct.PaddingMode.ZERO)
+    else:
+        t = ct.load(xs, (s, bt, kt), (1, TB, TKB), check_bounds=False)
+    return t.reshape((TB, TKB))
 
 
 def _pass_part(xs, pl0, pl1, coef, cb, nt, bt, kt, P0: ConstInt, P1: ConstInt, T: ConstInt,
-               TN: ConstInt, TK: ConstInt, TB: ConstInt):
+               TN: ConstInt, TK: ConstInt, TB: ConstInt, CN: ConstBool, CB: ConstBool):
     # One pass over one K tile: sum over slices of level_tile(s) @ x_tile(s)^T, fp32 [TN, TB].
     V = 8 // P0
     TKB = TK * P0 // 8
-    byt = ct.load(pl0, (nt, kt), (TN, TKB)).astype(ct.int32)
-    if P1 > 0:
-        hi_bytes = ct.load(pl1, (nt, kt), (TN, TK // 8)).astype(ct.int32).reshape((TN, TK // 32, 4))
+    byt = ct.load(pl0, (nt, kt), (TN, TKB), check_bounds=CN).astype(ct.int32)
     part = ct.zeros((TN, TB), ct.float32)
+    if T < 0:  # 4-bit byte-pair table: both slices from one gather (levels.py)
+        lo, hi = pair_halves(ct.gather(cb, byt, check_bounds=False), T)
+        x0 = _x_tile(xs, 0, bt, kt, TB, TKB, CB)
+        x1 = _x_tile(xs, 1, bt, kt, TB, TKB, CB)
+        part = ct.mma(lo.astype(xs.dtype), ct.transpose(x0), part)
+        return ct.mma(hi.astype(xs.dtype), ct.transpose(x1), part)
+    hi_bytes = byt
+    if P1 > 0:
+        hi_bytes = ct.load(pl1, (nt, kt), (TN, TK // 8), check_bounds=CN).astype(ct.int32).reshape((TN, TK // 32, 4))
     for s in ct.static_iter(range(V)):
-        if V == 1:
-            idx = byt
-        else:
-            idx = (byt >> (s * P0)) & ((1 << P0) - 1)
-        if P1 > 0:
-            hi = ct.cat(((hi_bytes >> (2 * s)) & 1, (hi_bytes >> (2 * s + 1)) & 1), 2).reshape((TN, TKB))
-            idx = idx | (hi << P0)
-        lev = _levels(idx, coef, cb, P0 + P1, T)
-        xt = ct.load(xs, (s, bt, kt), (1, TB, TKB), padding_mode=ct.PaddingMode.ZERO).reshape((TB, TKB))
+        idx = slice_index(byt, hi_bytes, s, P0, P1, TN, TKB)
+        lev = levels(idx, coef, cb, P0 + P1, T)
+        xt = _x_tile(xs, s, bt, kt, TB, TKB, CB)
         part = ct.mma(lev.astype(xs.dtype), ct.transpose(xt), part)
     return part
 
@@ -78,7 +77,8 @@ def fused_matmul_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, 
                         k_tiles, tiles_per_group,
                         A0: ConstInt, A1: ConstInt, AT: ConstInt,
                         B0: ConstInt, B1: ConstInt, BT: ConstInt,
-                        TN: ConstInt, TK: ConstInt, TB: ConstInt, SPLIT: ConstInt, HAS_BIAS: ConstBool):
+                        TN: ConstInt, TK: ConstInt, TB: ConstInt, SPLIT: ConstInt, HAS_BIAS: ConstBool,
+                        CN: ConstBool, CB: ConstBool):
     # out: [B, N] in x's dtype when SPLIT == 1, else the fp32 workspace [SPLIT, B, N].
     # x*: slice-planar activation [V, B, K_pad / V]; *0/*1: planes; n*: norms [N, K_pad / G];
     # c*: Horner coefficients (poly), q*: level table (lookup); B0 == 0: no residual pass.
@@ -91,18 +91,18 @@ def fused_matmul_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, 
     acc = ct.zeros((TN, TB), ct.float32)
     for kt in range(k_begin, k_end):
         g = kt // tiles_per_group
-        part = _pass_part(xa, a0, a1, ca, qa, nt, bt, kt, A0, A1, AT, TN, TK, TB)
-        acc = acc + part * ct.load(na, (nt, g), (TN, 1)).astype(ct.float32)
+        part = _pass_part(xa, a0, a1, ca, qa, nt, bt, kt, A0, A1, AT, TN, TK, TB, CN, CB)
+        acc = acc + part * ct.load(na, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
         if B0 > 0:
-            part = _pass_part(xb, b0, b1, cb_, qb, nt, bt, kt, B0, B1, BT, TN, TK, TB)
-            acc = acc + part * ct.load(nb, (nt, g), (TN, 1)).astype(ct.float32)
+            part = _pass_part(xb, b0, b1, cb_, qb, nt, bt, kt, B0, B1, BT, TN, TK, TB, CN, CB)
+            acc = acc + part * ct.load(nb, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
     res = ct.transpose(acc)
     if SPLIT == 1:
         if HAS_BIAS:
-            res = res + ct.load(bias, (0, nt), (1, TN)).astype(ct.float32)
-        ct.store(out, (bt, nt), res.astype(out.dtype))
+            res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
+        ct.store(out, (bt, nt), res.astype(out.dtype), check_bounds=CN or CB)
     else:
-        ct.store(out, (sk, bt, nt), res.reshape((1, TB, TN)))
+        ct.store(out, (sk, bt, nt), res.reshape((1, TB, TN)), check_bounds=CN or CB)
 
 
 # ---------------------------------------------------------------------------
@@ -117,22 +117,23 @@ def fused_matmul_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, 
 # gather the level and multiply by the norm column.
 # ---------------------------------------------------------------------------
 def _gemv_pass(acc, xs, pl0, pl1, coef, cb, nrm, nt, kt, P0: ConstInt, P1: ConstInt, T: ConstInt,
-               TN: ConstInt, TK: ConstInt):
+               TN: ConstInt, TK: ConstInt, CN: ConstBool):
     V = 8 // P0
     TKB = TK * P0 // 8
     BITS = P0 + P1
-    byt = ct.load(pl0, (nt, kt), (TN, TKB)).astype(ct.int32)
+    byt = ct.load(pl0, (nt, kt), (TN, TKB), check_bounds=CN).astype(ct.int32)
+    if T < 0:
+        # Byte-pair table: per byte one gather, the two slices' FMAs, one norm multiply.
+        lo, hi = pair_f32(ct.gather(cb, byt, check_bounds=False), T)
+        x0 = ct.load(xs, (0, 0, kt), (1, 1, TKB), check_bounds=False).reshape((1, TKB)).astype(ct.float32)
+        x1 = ct.load(xs, (1, 0, kt), (1, 1, TKB), check_bounds=False).reshape((1, TKB)).astype(ct.float32)
+        return acc + (lo * x0 + hi * x1) * nrm
+    hi_bytes = byt
     if P1 > 0:
-        hi_bytes = ct.load(pl1, (nt, kt), (TN, TK // 8)).astype(ct.int32).reshape((TN, TK // 32, 4))
+        hi_bytes = ct.load(pl1, (nt, kt), (TN, TK // 8), check_bounds=CN).astype(ct.int32).reshape((TN, TK // 32, 4))
     for s in ct.static_iter(range(V)):
-        if V == 1:
-            idx = byt
-        else:
-            idx = (byt >> (s * P0)) & ((1 << P0) - 1)
-        if P1 > 0:
-            hi = ct.cat(((hi_bytes >> (2 * s)) & 1, (hi_bytes >> (2 * s + 1)) & 1), 2).reshape((TN, TKB))
-            idx = idx | (hi << P0)
-        xt = ct.load(xs, (s, 0, kt), (1, 1, TKB)).reshape((1, TKB)).astype(ct.float32)
+        idx = slice_index(byt, hi_bytes, s, P0, P1, TN, TKB)
+        xt = ct.load(xs, (s, 0, kt), (1, 1, TKB), check_bounds=False).reshape((1, TKB)).astype(ct.float32)
         if T == 0:
             lev = ct.gather(cb, idx, check_bounds=False) * nrm
         else:
@@ -152,7 +153,7 @@ def fused_gemv_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, qb
                       k_tiles, tiles_per_group,
                       A0: ConstInt, A1: ConstInt, AT: ConstInt,
                       B0: ConstInt, B1: ConstInt, BT: ConstInt,
-                      TN: ConstInt, TK: ConstInt, SPLIT: ConstInt, HAS_BIAS: ConstBool):
+                      TN: ConstInt, TK: ConstInt, SPLIT: ConstInt, HAS_BIAS: ConstBool, CN: ConstBool):
     # Same arguments as fused_matmul_kernel (x has one row); out: [1, N] or fp32 [SPLIT, 1, N].
     nt = ct.bid(0)
     sk = ct.bid(1)
@@ -163,17 +164,17 @@ def fused_gemv_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, qb
     acc_b = ct.zeros((TN, TK * max(B0, 1) // 8), ct.float32)
     for kt in range(k_begin, k_end):
         g = kt // tiles_per_group
-        nrm = ct.load(na, (nt, g), (TN, 1)).astype(ct.float32)
-        acc_a = _gemv_pass(acc_a, xa, a0, a1, ca, qa, nrm, nt, kt, A0, A1, AT, TN, TK)
+        nrm = ct.load(na, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+        acc_a = _gemv_pass(acc_a, xa, a0, a1, ca, qa, nrm, nt, kt, A0, A1, AT, TN, TK, CN)
         if B0 > 0:
-            nrm_b = ct.load(nb, (nt, g), (TN, 1)).astype(ct.float32)
-            acc_b = _gemv_pass(acc_b, xb, b0, b1, cb_, qb, nrm_b, nt, kt, B0, B1, BT, TN, TK)
+            nrm_b = ct.load(nb, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+            acc_b = _gemv_pass(acc_b, xb, b0, b1, cb_, qb, nrm_b, nt, kt, B0, B1, BT, TN, TK, CN)
     res = ct.sum(acc_a, 1).reshape((1, TN))
     if B0 > 0:
         res = res + ct.sum(acc_b, 1).reshape((1, TN))
     if SPLIT == 1:
         if HAS_BIAS:
-            res = res + ct.load(bias, (0, nt), (1, TN)).astype(ct.float32)
-        ct.store(out, (0, nt), res.astype(out.dtype))
+            res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
+        ct.store(out, (0, nt), res.astype(out.dtype), check_bounds=CN)
     else:
-        ct.store(out, (sk, 0, nt), res.reshape((1, 1, TN)))
+        ct.store(out, (sk, 0, nt), res.reshape((1, 1, TN)), check_bounds=CN)

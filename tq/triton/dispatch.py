@@ -23,7 +23,8 @@ import triton.language as tl
 import triton.runtime.errors
 import triton.testing
 
-from .. import packing
+from .. import chunked, packing
+from ..chunked import chunk_rows_for
 from ..codebook import poly_basis
 from ..format import QuantizedWeight
 from . import decode, launch, lut4, lutmm, prefill, rotate
@@ -401,8 +402,7 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
 _locks: dict = {}
 
 
-def _capturing(device) -> bool:
-    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+_capturing = chunked.capturing
 
 
 def _lock_buffer(device, size: int) -> torch.Tensor:
@@ -499,75 +499,13 @@ def _drop_replays(owner: int) -> None:
 
 
 # ---------------------------------------------------------------------------
-# Chunked prefill: dequantize row chunks into a bounded workspace, multiply with cuBLAS
+# Chunked prefill (tq/chunked.py): lut4_dequant_kernel fills the row chunks
 # ---------------------------------------------------------------------------
 # At large batch the fused kernel cannot overlap its dequant with the tensor cores (no warp
-# specialization; docs/triton.md).  Here a side stream dequantizes chunk c + 1 of W_rot
-# (lut4_dequant_kernel, memory bound) while cuBLAS multiplies chunk c on the caller's
-# stream straight into y[:, rows of c] (row stride N: no copy).  Two chunk buffers of at most
-# TQ_PREFILL_WORKSPACE_MB / 2 (default 128 MiB in all) bound the extra memory; the whole
-# N x K weight never exists.  The tuner takes it only where it is faster than the fused kernel.
-PREFILL_WORKSPACE_MB = 128
-CHUNK_ROWS = 2048
-_side_streams: dict = {}
-
-
-def _side_stream(device) -> torch.cuda.Stream:
-    s = _side_streams.get(device)
-    if s is None:
-        s = _side_streams[device] = torch.cuda.Stream(device=device)
-    return s
-
-
-def prefill_workspace_mb() -> int:
-    """TQ_PREFILL_WORKSPACE_MB as a positive integer (MiB for both chunk buffers)."""
-    raw = os.environ.get("TQ_PREFILL_WORKSPACE_MB")
-    if raw is None:
-        return PREFILL_WORKSPACE_MB
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"TQ_PREFILL_WORKSPACE_MB must be a positive integer (MiB for the chunked prefill's "
-                         f"two buffers, default {PREFILL_WORKSPACE_MB}), got {raw!r}")
-    return value
-
-
-def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
-    """Rows per chunk: 2048 (best measured on the H100 at K = 8192) unless the two buffers
-    would exceed TQ_PREFILL_WORKSPACE_MB (default 128); at least 128, at most N (rounded up)."""
-    budget = prefill_workspace_mb() << 20
-    rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
-    rows = max(128, rows // 128 * 128)
-    return min(rows, triton.cdiv(n, 128) * 128)
-
-
+# specialization; docs/triton.md), so a side stream dequantizes row chunks (memory bound)
+# while cuBLAS multiplies the previous one.  The tuner takes it only where it is faster
+# than the fused kernel.
 _dequant_launcher = launch.Launcher(lutmm.lut4_dequant_kernel)
-_workspaces: dict = {}
-
-
-def _workspace(device, stream: int, rows: int, k_padded: int, dtype) -> list:
-    """The two chunk buffers, kept per (device, caller stream, shape, dtype).
-
-    Allocating them per call made eager calls host bound on the H100 (816 us per call against
-    477 us of GPU time at 8192x8192, B = 2048): buffers used on a side stream return to the
-    caching allocator late and are allocated anew.  Calls on one stream are ordered (the side
-    stream forks from and joins back into it), so reusing the buffers is safe; like cuBLAS's
-    workspace they stay allocated (`release_prefill_workspace()` frees them).
-    """
-    if _capturing(device):  # per graph, from its memory pool (see _lock_buffer)
-        return [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
-    key = (device, stream, rows, k_padded, dtype)
-    bufs = _workspaces.get(key)
-    if bufs is None:
-        bufs = _workspaces[key] = [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
-    return bufs
-
-
-def release_prefill_workspace() -> None:
-    """Free the chunked prefill's cached buffers."""
-    _workspaces.clear()
 
 
 def _launch_dequant(qw, prep, out, row0, rows, br: int = 32):
@@ -583,38 +521,8 @@ def _launch_dequant(qw, prep, out, row0, rows, br: int = 32):
 
 
 def _launch_chunked(qw, prep, x_rot, y, bias, chunk_rows: int):
-    """y = x_rot @ W_rot^T (+ bias) through dequantized row chunks and torch.mm (cuBLAS).
-
-    x_rot may be a callable that produces it on the caller's stream: it then runs after the
-    side stream has forked, so the rotation overlaps the first chunk's dequant.
-    """
-    n, k_pad = qw.out_features, qw.k_padded
-    dev = y.device
-    main = torch.cuda.current_stream(dev)
-    side = _side_stream(dev)
-    bufs = _workspace(dev, main.cuda_stream, chunk_rows, k_pad, y.dtype)
-    ready = [torch.cuda.Event() for _ in range(2)]
-    free = [torch.cuda.Event() for _ in range(2)]
-    # Fork: side sees everything queued on main so far (the buffers' previous users included).
-    side.wait_stream(main)
-    if callable(x_rot):
-        x_rot = x_rot()
-    bias_y = None if bias is None else bias.to(y.dtype)
-    for c, r0 in enumerate(range(0, n, chunk_rows)):
-        i, rows = c % 2, min(chunk_rows, n - r0)
-        with torch.cuda.stream(side):
-            if c >= 2:
-                side.wait_event(free[i])
-            _launch_dequant(qw, prep, bufs[i], r0, rows)
-            ready[i].record(side)
-        main.wait_event(ready[i])  # joins side back into main (graph capture needs the join)
-        w = bufs[i][:rows]
-        # y[:, r0:r0+rows] has row stride N: cuBLAS writes it in place (ldc = N), no copy.
-        if bias_y is None:
-            torch.mm(x_rot, w.T, out=y[:, r0:r0 + rows])
-        else:
-            torch.addmm(bias_y[r0:r0 + rows], x_rot, w.T, out=y[:, r0:r0 + rows])
-        free[i].record(main)
+    chunked.run_chunked(lambda buf, r0, rows: _launch_dequant(qw, prep, buf, r0, rows), x_rot, y, bias,
+                        qw.out_features, qw.k_padded, chunk_rows)
 
 
 # ---------------------------------------------------------------------------
