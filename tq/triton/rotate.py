@@ -49,8 +49,16 @@ def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_pa
     pos = base[:, None] + (i * STRIDE)[None, :]
     live = (line < n_lines)[:, None]
     if FIRST:
-        row = pos // k_padded
-        col = pos - row * k_padded
+        if STRIDE == 1:
+            # A line of N contiguous columns never crosses a row (N divides K_pad): its row
+            # and first column are per-line values, not a 64-bit division per element.
+            row1 = (line.to(tl.int64) * N) // k_padded
+            col1 = (line.to(tl.int64) * N - row1 * k_padded).to(tl.int32)
+            row = row1[:, None]
+            col = col1[:, None] + i[None, :]
+        else:
+            row = pos // k_padded
+            col = pos - row * k_padded
         ok = live & (col < n_valid)
         v = tl.load(in_ptr + row * ld_in + col, mask=ok, other=0.0)
         sgn = tl.load(sign_ptr + col, mask=ok, other=0.0)
@@ -81,6 +89,11 @@ def factor_block(block: int) -> list[int]:
         rest //= f
     factors.append(rest)
     return factors
+
+
+def tile_elements() -> int:
+    # TQ_TRITON_ROTATE_TILE: elements per program (experiments; H_n is rebuilt per program)
+    return int(os.environ.get("TQ_TRITON_ROTATE_TILE", TILE_ELEMENTS))
 
 
 @functools.lru_cache(maxsize=64)
@@ -114,7 +127,7 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
             dot_dtype, prec = tl.float32, "tf32"
         n_lines = total // n
         # Small batches: at least MIN_PROGRAMS programs, so one CTA does not rotate a whole row alone.
-        tm = max(MIN_DENSE, min(TILE_ELEMENTS // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
+        tm = max(MIN_DENSE, min(tile_elements() // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
         consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)
         warps = 8 if tm * n >= 16384 else 4
         # (key: the specialization classes of this pass's integer arguments; the launcher
