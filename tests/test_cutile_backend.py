@@ -355,3 +355,16 @@ def test_bad_inputs_and_stats():
     tqc.matmul(torch.randn(2, 64, device="cuda"), qw)
     stats = tqc.compile_stats()
     assert stats["variants"] >= 2 and stats["total_first_call_s"] > 0
+
+
+def test_decode_tilings():
+    # measured choices (docs/cutile.md): register levels split 2, gather-bound levels split 4
+    # at B = 1 and >= 2 programs per SM at B <= 16; fp32 prefill tiles of 64
+    from tq.cutile.dispatch import choose_tiling
+    assert choose_tiling(1, 8192, 64, 132, torch.bfloat16).split == 2
+    assert choose_tiling(1, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 4
+    assert choose_tiling(1, 300, 2, 132, torch.bfloat16).split == 1
+    assert choose_tiling(16, 8192, 64, 132, torch.bfloat16).split == 2
+    assert choose_tiling(16, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 8
+    t = choose_tiling(300, 8192, 64, 132, torch.float32)
+    assert (t.tn, t.tb, t.split, t.path) == (64, 64, 1, "prefill")

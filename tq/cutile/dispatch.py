@@ -233,7 +233,8 @@ def _env_override(name: str):
 
 def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dtype,
                   gather_bound: bool = False) -> Tiling:
-    """Decode (B <= 16): TB = 16, split-K until there are >= 2 programs per SM.
+    """Decode (B <= 16): TB = 16; split-K 2 with register levels, else until there are >= 2
+    programs per SM.
     Prefill: TB = 64 or 128 (fp32: 64, to keep the fp32 tiles in registers), no split."""
     tn = 128
     if batch <= DECODE_MAX_BATCH and _env_override("TQ_CUTILE_DECODE"):
@@ -255,6 +256,11 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
         return Tiling(tn, 1, split, "decode")
     if batch <= DECODE_MAX_BATCH:
         tb = 16
+        if not gather_bound:
+            # Register levels: split 2 measured best or tied at B = 8 and 16 on the H100 (graph,
+            # 8192x8192 / 28672x8192 / 8192x28672: 68.7 / 223.1 / 199.2 us against 81.8 / 223.7 /
+            # 211.3 with the rule below; splits 4 and 8 and TN 64 / 256 no better).
+            return Tiling(tn, tb, 2 if k_tiles >= 4 else 1, "decode")
         n_tiles = -(-n // tn)
         split = 1
         while split < MAX_SPLIT and n_tiles * split < 2 * sms and k_tiles // (split * 2) >= 2:
