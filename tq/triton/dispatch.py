@@ -239,19 +239,40 @@ def prefill_candidates(n: int, k_padded: int, batch: int, driver_width: int) -> 
 _tuned: dict = {}
 
 
-def _time_candidate(fn) -> float:
-    """GPU time of fn in ms, from CUDA-graph replays where capture works.
+def _l2_flush(device) -> torch.Tensor:
+    """A buffer of twice the L2 size; zeroing it evicts what a candidate left in L2.
+    (Allocated per tuning call, not kept: the caching allocator hands the block back.)"""
+    dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
+    props = torch.cuda.get_device_properties(dev)
+    return torch.empty(2 * int(getattr(props, "L2_cache_size", 0) or (50 << 20)), dtype=torch.uint8, device=dev)
+
+
+def _time_candidate(fn, device=None) -> float:
+    """GPU time of fn in ms with its weight cold in L2, from CUDA-graph replays where capture works.
 
     At batch 1 the host's launch cost (tens of microseconds for these many-argument
     kernels) exceeds the kernels' GPU time, so plain back-to-back timing (do_bench)
     measures the host and picks configs nearly at random (seen on the H100: the
     8192x8192 B=1 pick moved between 0.055 and 0.076 ms runs).  Graph replay removes that.
+    Replaying fn alone would keep a weight that fits in L2 (8192x8192 at 4 bits: 34 MB of
+    the H100's 50 MB) resident, and rank configs by L2 speed, not by the HBM streaming a
+    model's layers see (seen: the 8192x8192 B = 1 pick ran 31 us in one process and 41 us
+    in another).  So each replay first overwrites twice the L2, and that flush's own time
+    (replayed alone) is subtracted.
     """
+    flush = _l2_flush(device)
+
+    def flushed():
+        flush.zero_()
+        fn()
+
     try:
-        return triton.testing.do_bench_cudagraph(fn, rep=20, return_mode="median")
+        both = triton.testing.do_bench_cudagraph(flushed, rep=30, return_mode="median")
+        alone = triton.testing.do_bench_cudagraph(flush.zero_, rep=30, return_mode="median")
+        return both - alone
     except Exception:  # capture unsupported here: fall back to event timing of eager launches
         torch.cuda.synchronize()
-        return triton.testing.do_bench(fn, warmup=5, rep=25, return_mode="median")
+        return triton.testing.do_bench(fn, warmup=5, rep=25, return_mode="median")  # (flushes L2 itself)
 
 
 def _choose(key, make_candidates, launch):
