@@ -124,8 +124,6 @@ def test_level_mode_choice(monkeypatch):
     with pytest.raises(ValueError, match="TQ_CUTILE_LEVELS"):
         d.level_mode(pd, torch.bfloat16)
     monkeypatch.delenv("TQ_CUTILE_LEVELS")
-    monkeypatch.setenv("TQ_CUTILE_PAIRS", "0")
-    assert d.level_mode(pd, torch.bfloat16)[0] == 0
     poly = d.PassData(4, 0, 3, one, one, one, fitc, one)
     assert d.level_mode(poly, torch.bfloat16)[:2] == (3, fitc)
 
@@ -286,7 +284,8 @@ def test_parity_chunked_prefill(bits, residual, group, codebook, monkeypatch):
         x = torch.randn(*lead, k, generator=g).to(dtype).cuda()
         bias = torch.randn(n, generator=g).to(dtype).cuda() if dtype == torch.bfloat16 else None
         y = tqc.matmul(x, qw, bias=bias)
-        assert d.uses_chunked(x.numel() // k, dtype)
+        plans = [p for p in d.weight_data(qw).plans.values() if p.tiling.tb == x.numel() // k]
+        assert plans and all(p.chunk_rows == 128 for p in plans)   # several chunks, last one partial
         err = _rel(y, matmul_float64(x, qw, bias=bias))
         assert y.shape == (*lead, n) and err < TOL[dtype], f"seed={seed} n={n} k={k} {dtype}: {err:.2e}"
     # under CUDA-graph capture the replay matches the eager call
@@ -303,6 +302,34 @@ def test_parity_chunked_prefill(bits, residual, group, codebook, monkeypatch):
     graph.replay()
     torch.cuda.synchronize()
     assert torch.equal(out, want)
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("bits, residual, codebook", [
+    (2, None, "gaussian"), (3, None, "gaussian"), (4, None, "gaussian"), (8, None, "gaussian"),
+    (4, 4, "gaussian"), (4, 2, "gaussian-poly")])
+def test_parity_exact_tiles(bits, residual, codebook, monkeypatch):
+    # N, K and B multiples of the tiles: the kernels' variants without bounds checks (CN = CB =
+    # False), which the odd shapes above never select; plus the fused tensor-core prefill with
+    # bf16 x (lookup codebooks take the byte pairs or the fit there) and fp32 x.
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 1024, 1024
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=128, residual_bits=residual,
+                     codebook=codebook, seed=seed % 1000)
+    cases = [(1, torch.bfloat16), (16, torch.bfloat16), (16, torch.float16), (8, torch.bfloat16),
+             (128, torch.float32), (256, torch.bfloat16)]
+    for batch, dtype in cases:
+        x = torch.randn(batch, k, generator=g).to(dtype).cuda()
+        for fused in ((False, True) if batch == 256 else (False,)):
+            if fused:
+                monkeypatch.setenv("TQ_CUTILE_CHUNKED_MIN_BATCH", "100000")
+            for mode in (("fit", "pairs") if dtype != torch.float32 else ("fit",)):
+                monkeypatch.setenv("TQ_CUTILE_LEVELS", mode)
+                err = _rel(tqc.matmul(x, qw), matmul_float64(x, qw))
+                assert err < TOL[dtype], f"seed={seed} B={batch} {dtype} fused={fused} {mode}: {err:.2e}"
+            monkeypatch.delenv("TQ_CUTILE_CHUNKED_MIN_BATCH", raising=False)
 
 
 @pytest.mark.gpu
@@ -357,6 +384,17 @@ def test_bad_inputs_and_stats():
     assert stats["variants"] >= 2 and stats["total_first_call_s"] > 0
 
 
+def test_dequant_tn_setting(monkeypatch):
+    from tq.cutile import dispatch as d
+    assert d.dequant_tn() == d.DEQUANT_TN
+    monkeypatch.setenv("TQ_CUTILE_DEQUANT_TN", "32")
+    assert d.dequant_tn() == 32
+    for bad in ("256", "0", "48", "abc"):   # 256 would not divide a 128-row chunk
+        monkeypatch.setenv("TQ_CUTILE_DEQUANT_TN", bad)
+        with pytest.raises(ValueError, match="TQ_CUTILE_DEQUANT_TN"):
+            d.dequant_tn()
+
+
 def test_decode_tilings():
     # measured choices (docs/cutile.md): register levels split 2, gather-bound levels split 4
     # at B = 1 and >= 2 programs per SM at B <= 16; fp32 prefill tiles of 64
@@ -364,6 +402,8 @@ def test_decode_tilings():
     assert choose_tiling(1, 8192, 64, 132, torch.bfloat16).split == 2
     assert choose_tiling(1, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 4
     assert choose_tiling(1, 300, 2, 132, torch.bfloat16).split == 1
+    assert choose_tiling(1, 1024, 32, 132, torch.bfloat16).split == 8     # small N: cover the SMs
+    assert choose_tiling(8, 1024, 32, 132, torch.bfloat16).split == 8
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16).split == 2
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 8
     t = choose_tiling(300, 8192, 64, 132, torch.float32)

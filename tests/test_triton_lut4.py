@@ -374,3 +374,33 @@ def test_gpu_replay_follows_x_stride_and_graph_capture(triton_backend, gen):
         g.replay()
         torch.cuda.synchronize()
         assert _rel(y, x, qw) < TOL[torch.bfloat16], batch
+
+
+def test_chunk_workspace_is_one_buffer_per_stream():
+    # every layer shape's two chunks are views of one flat buffer per (device, stream, dtype),
+    # so TQ_PREFILL_WORKSPACE_MB bounds the total, not each shape's share
+    from tq import chunked
+    chunked.release_prefill_workspace()
+    dev = torch.device("cpu")
+    a = chunked.workspace(dev, 7, 512, 1024, torch.bfloat16)
+    b = chunked.workspace(dev, 7, 128, 4096, torch.bfloat16)          # same size: same buffer
+    assert [t.shape for t in a] == [(512, 1024)] * 2 and [t.shape for t in b] == [(128, 4096)] * 2
+    assert a[0].data_ptr() == b[0].data_ptr() and b[1].data_ptr() == b[0].data_ptr() + 128 * 4096 * 2
+    c = chunked.workspace(dev, 7, 512, 4096, torch.bfloat16)          # grows to the largest shape
+    assert len(chunked._workspaces) == 1 and next(iter(chunked._workspaces.values())).numel() == 2 * 512 * 4096
+    assert c[1].data_ptr() - c[0].data_ptr() == 512 * 4096 * 2
+    chunked.workspace(dev, 8, 128, 1024, torch.bfloat16)              # another stream: its own buffer
+    assert len(chunked._workspaces) == 2
+    chunked.release_prefill_workspace()
+    assert not chunked._workspaces
+
+
+def test_rotate_tile_setting(monkeypatch):
+    from tq.triton import rotate
+    assert rotate.tile_elements() == rotate.TILE_ELEMENTS
+    monkeypatch.setenv("TQ_TRITON_ROTATE_TILE", "16384")
+    assert rotate.tile_elements() == 16384
+    for bad in ("3000", "512", "x"):
+        monkeypatch.setenv("TQ_TRITON_ROTATE_TILE", bad)
+        with pytest.raises(ValueError, match="TQ_TRITON_ROTATE_TILE"):
+            rotate.tile_elements()

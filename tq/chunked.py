@@ -7,7 +7,7 @@ c + 1 of W_rot into one of two kept buffers (a memory-bound elementwise kernel, 
 by the backend) while cuBLAS multiplies chunk c on the caller's stream straight into
 y[:, rows of c] (row stride N: no copy).  The two buffers of at most
 TQ_PREFILL_WORKSPACE_MB / 2 each (default 128 MiB in all) bound the extra memory; the whole
-N x K weight never exists.
+N x K weight never exists.  The budget holds per caller stream and activation dtype.
 """
 from __future__ import annotations
 
@@ -50,31 +50,38 @@ def capturing(device) -> bool:
     return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
 
 
-def side_stream(device) -> torch.cuda.Stream:
-    s = _side_streams.get(device)
+def side_stream(device, caller: int) -> torch.cuda.Stream:
+    """The dequant stream of one caller stream (one per pair, so calls from different caller
+    streams never share it, nor does one caller's graph capture pull in another's calls)."""
+    key = (device, caller)
+    s = _side_streams.get(key)
     if s is None:
-        s = _side_streams[device] = torch.cuda.Stream(device=device)
+        s = _side_streams[key] = torch.cuda.Stream(device=device)
     return s
 
 
 def workspace(device, stream: int, rows: int, k_padded: int, dtype) -> list:
-    """The two chunk buffers, kept per (device, caller stream, shape, dtype).
+    """The two chunk buffers: views of one flat buffer kept per (device, caller stream, dtype).
 
-    Allocating them per call made eager calls host bound on the H100 (816 us per call against
-    477 us of GPU time at 8192x8192, B = 2048): buffers used on a side stream return to the
-    caching allocator late and are allocated anew.  Calls on one stream are ordered (the side
-    stream forks from and joins back into it), so reusing the buffers is safe; like cuBLAS's
-    workspace they stay allocated (`release_prefill_workspace()` frees them).  Inside a CUDA
-    graph capture each call gets its own pair from the graph's pool: graphs may replay
-    concurrently.
+    One buffer per caller stream, whatever the layer shape, so TQ_PREFILL_WORKSPACE_MB bounds
+    the total (each shape's two chunks fit in it: chunk_rows_for); it grows to the largest
+    shape seen.  Allocating per call made eager calls host bound on the H100 (816 us per call
+    against 477 us of GPU time at 8192x8192, B = 2048): buffers used on a side stream return to
+    the caching allocator late and are allocated anew.  Calls on one stream are ordered (the
+    side stream forks from and joins back into it), so reusing the buffer is safe; like
+    cuBLAS's workspace it stays allocated (`release_prefill_workspace()` frees it).  Inside a
+    CUDA graph capture each call gets its own pair from the graph's pool: graphs may replay
+    concurrently.  (Two host threads issuing chunked calls on the same stream would share the
+    buffer, as they would share cuBLAS's workspace: give each thread its own stream.)
     """
+    size = rows * k_padded
     if capturing(device):
         return [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
-    key = (device, stream, rows, k_padded, dtype)
-    bufs = _workspaces.get(key)
-    if bufs is None:
-        bufs = _workspaces[key] = [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
-    return bufs
+    key = (device, stream, dtype)
+    flat = _workspaces.get(key)
+    if flat is None or flat.numel() < 2 * size:
+        flat = _workspaces[key] = torch.empty(2 * size, dtype=dtype, device=device)
+    return [flat[:size].view(rows, k_padded), flat[size:2 * size].view(rows, k_padded)]
 
 
 def release_prefill_workspace() -> None:
@@ -93,8 +100,10 @@ def run_chunked(dequant: Callable[[torch.Tensor, int, int], None], x_rot, y: tor
     """
     dev = y.device
     main = torch.cuda.current_stream(dev)
-    side = side_stream(dev)
+    side = side_stream(dev, main.cuda_stream)
     bufs = workspace(dev, main.cuda_stream, chunk_rows, k_padded, y.dtype)
+    for b in bufs:  # the allocator must not hand this memory out again before the side stream is done
+        b.record_stream(side)
     ready = [torch.cuda.Event() for _ in range(2)]
     free = [torch.cuda.Event() for _ in range(2)]
     # Fork: side sees everything queued on main so far (the buffers' previous users included).

@@ -132,11 +132,6 @@ def level_preference() -> str:
     return v
 
 
-def pairs_enabled() -> bool:
-    # (TQ_CUTILE_PAIRS=0 is kept as a shorthand for TQ_CUTILE_LEVELS=gather)
-    return os.environ.get("TQ_CUTILE_PAIRS", "1") != "0"
-
-
 PAIR_MODES = {torch.bfloat16: -1, torch.float16: -2}
 
 
@@ -150,7 +145,7 @@ def level_mode(pd: PassData, dt: torch.dtype) -> tuple[int, torch.Tensor, torch.
     gather the exact fp32 levels."""
     if pd.terms > 0:
         return pd.terms, pd.coef, pd.table
-    if dt in PAIR_MODES and pairs_enabled():
+    if dt in PAIR_MODES:
         pref = level_preference()
         if pref == "fit" and pd.fit is not None:
             return pd.fit[0], pd.fit[1], pd.table
@@ -231,6 +226,14 @@ def _env_override(name: str):
     return tuple(int(t) for t in v.split(",")) if v else None
 
 
+def _fill_sms(split: int, n_tiles: int, k_tiles: int, sms: int) -> int:
+    # Small N (few row tiles): more K splits until the programs about cover the SMs once
+    # (the measured split choices below are for N >= 8192, where they already do).
+    while split < MAX_SPLIT and n_tiles * split < 0.9 * sms and k_tiles // (split * 2) >= 2:
+        split *= 2
+    return split
+
+
 def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dtype,
                   gather_bound: bool = False) -> Tiling:
     """Decode (B <= 16): TB = 16; split-K 2 with register levels, else until there are >= 2
@@ -253,14 +256,14 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
         split = 1
         while split < want and k_tiles // (split * 2) >= 4:
             split *= 2
-        return Tiling(tn, 1, split, "decode")
+        return Tiling(tn, 1, _fill_sms(split, -(-n // tn), k_tiles, sms), "decode")
     if batch <= DECODE_MAX_BATCH:
         tb = 16
         if not gather_bound:
             # Register levels: split 2 measured best or tied at B = 8 and 16 on the H100 (graph,
             # 8192x8192 / 28672x8192 / 8192x28672: 68.7 / 223.1 / 199.2 us against 81.8 / 223.7 /
             # 211.3 with the rule below; splits 4 and 8 and TN 64 / 256 no better).
-            return Tiling(tn, tb, 2 if k_tiles >= 4 else 1, "decode")
+            return Tiling(tn, tb, _fill_sms(2 if k_tiles >= 4 else 1, -(-n // tn), k_tiles, sms), "decode")
         n_tiles = -(-n // tn)
         split = 1
         while split < MAX_SPLIT and n_tiles * split < 2 * sms and k_tiles // (split * 2) >= 2:
@@ -335,6 +338,18 @@ class Plan:
 _scratch_pool: dict = {}
 
 
+def dequant_tn() -> int:
+    """Rows per dequant_kernel program: TQ_CUTILE_DEQUANT_TN (16, 32, 64 or 128; default 64).
+    It must divide the chunk rows (multiples of 128) so that tiles never leave a chunk buffer."""
+    raw = os.environ.get("TQ_CUTILE_DEQUANT_TN")
+    if raw is None:
+        return DEQUANT_TN
+    if raw not in ("16", "32", "64", "128"):
+        raise ValueError(f"TQ_CUTILE_DEQUANT_TN must be 16, 32, 64 or 128 (rows per dequant program; they must "
+                         f"divide the 128-row chunk granularity), got {raw!r}")
+    return int(raw)
+
+
 def chunked_min_batch() -> int:
     """Smallest batch that takes the chunked prefill (TQ_CUTILE_CHUNKED_MIN_BATCH, default 17).
 
@@ -357,7 +372,10 @@ def uses_chunked(bsz: int, dt: torch.dtype) -> bool:
 def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int) -> Plan:
     from .dequant import dequant_kernel
     from .fused import fused_gemv_kernel, fused_matmul_kernel
-    key = (bsz, dt, has_bias, stream_id, pairs_enabled(), level_preference(), uses_chunked(bsz, dt))
+    # (everything read from the environment while planning is in the key, so a change applies)
+    chunk = chunked.chunk_rows_for(qw.k_padded, qw.out_features) if uses_chunked(bsz, dt) else 0
+    key = (bsz, dt, has_bias, stream_id, level_preference(), chunk, dequant_tn() if chunk else 0,
+           os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"))
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
@@ -365,14 +383,14 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     tbr = rotate_tb(r)
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else None
-    if uses_chunked(bsz, dt):
+    if chunk:
         # The dequant takes fp16 pair tables for either output dtype: 11-bit levels, then one
         # rounding of level * norm to the output dtype.
         (ta, *la), (tb, *lb) = level_mode(pa, torch.float16), level_mode(pb or pa, torch.float16)
-        dtn = int(os.environ.get("TQ_CUTILE_DEQUANT_TN", DEQUANT_TN))
+        dtn = dequant_tn()
         consts = (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0, dtn, wd.tk, n % dtn != 0)
         plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), (-(-bsz // tbr), kp // r, 1), (r, tbr, 1, 0),
-                    dequant_kernel, None, consts, None, None, None, (la, lb), chunked.chunk_rows_for(kp, n))
+                    dequant_kernel, None, consts, None, None, None, (la, lb), chunk)
         wd.plans[key] = plan
         return plan
     vs = tuple(sorted({p.slices for p in wd.passes}))
@@ -412,6 +430,13 @@ def _scratch(plan: Plan, bsz, n, kp, dt, dev) -> dict:
 
 def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
     """x2: contiguous [B, K] cuda tensor (bf16/fp16/fp32).  Returns [B, N] in x2's dtype."""
+    # x's GPU made current: every launch goes to that GPU's current stream (and the first-call
+    # timing synchronizes that GPU), whichever device the caller had current.
+    with torch.cuda.device(x2.device):
+        return _run(x2, qw, bias)
+
+
+def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
     import cuda.tile as ct
     from .reduce import splitk_reduce_kernel
     from .rotate import rotate_kernel

@@ -478,7 +478,8 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     # still the bf16-rounded ones, so only the activation rounding differs from the GPU.
     rot_dtype = torch.float32 if interpreting() else x2.dtype
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
-    key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype)
+    key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype,
+           chunked.prefill_workspace_mb() if batch > DECODE_MAX_BATCH else 0)  # (the chunk rows follow it)
     tk = lut4_tile_width(qw.group_size)
     cfg = _tuned.get(key)
     if cfg is None:  # tune first (its trial launches must not be recorded for replay)

@@ -92,8 +92,19 @@ def factor_block(block: int) -> list[int]:
 
 
 def tile_elements() -> int:
-    # TQ_TRITON_ROTATE_TILE: elements per program (experiments; H_n is rebuilt per program)
-    return int(os.environ.get("TQ_TRITON_ROTATE_TILE", TILE_ELEMENTS))
+    """TQ_TRITON_ROTATE_TILE: elements per program, a power of two from 1024 to 65536 (default
+    8192; experiments: H_n is rebuilt per program, and 16384 / 32768 measured slower)."""
+    raw = os.environ.get("TQ_TRITON_ROTATE_TILE")
+    if raw is None:
+        return TILE_ELEMENTS
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not (1024 <= value <= 65536 and is_power_of_two(value)):
+        raise ValueError(f"TQ_TRITON_ROTATE_TILE must be a power of two from 1024 to 65536 (elements per "
+                         f"rotation program, default {TILE_ELEMENTS}), got {raw!r}")
+    return value
 
 
 @functools.lru_cache(maxsize=64)
@@ -103,7 +114,7 @@ def _signs(k_padded: int, seed: int, device: torch.device) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=256)
 def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, out_dtype: torch.dtype,
-          interpreting: bool) -> tuple:
+          interpreting: bool, tile: int = TILE_ELEMENTS) -> tuple:
     """Launch parameters of every pass (computed once per shape: the host path is hot at B=1)."""
     factors = factor_block(block)
     exact_input = in_dtype in (torch.float16, torch.bfloat16)
@@ -127,7 +138,7 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
             dot_dtype, prec = tl.float32, "tf32"
         n_lines = total // n
         # Small batches: at least MIN_PROGRAMS programs, so one CTA does not rotate a whole row alone.
-        tm = max(MIN_DENSE, min(tile_elements() // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
+        tm = max(MIN_DENSE, min(tile // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
         consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)
         warps = 8 if tm * n >= 16384 else 4
         # (key: the specialization classes of this pass's integer arguments; the launcher
@@ -150,7 +161,7 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
         return out
     signs = _signs(k_padded, int(seed), x2.device)
     passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype,
-                                  os.environ.get("TRITON_INTERPRET", "0") == "1")
+                                  os.environ.get("TRITON_INTERPRET", "0") == "1", tile_elements())
     scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
     src, ld = x2, x2.stride(0)
     for i, p in enumerate(passes):
