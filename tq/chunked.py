@@ -11,10 +11,11 @@ N x K weight never exists.  The budget holds per caller stream and activation dt
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
+
+from .settings import int_setting
 
 PREFILL_WORKSPACE_MB = 128
 CHUNK_ROWS = 2048          # measured best on the H100 at K = 8192 (Triton backend)
@@ -24,17 +25,9 @@ _workspaces: dict = {}
 
 def prefill_workspace_mb() -> int:
     """TQ_PREFILL_WORKSPACE_MB as a positive integer (MiB for both chunk buffers)."""
-    raw = os.environ.get("TQ_PREFILL_WORKSPACE_MB")
-    if raw is None:
-        return PREFILL_WORKSPACE_MB
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise ValueError(f"TQ_PREFILL_WORKSPACE_MB must be a positive integer (MiB for the chunked prefill's "
-                         f"two buffers, default {PREFILL_WORKSPACE_MB}), got {raw!r}")
-    return value
+    return int_setting("TQ_PREFILL_WORKSPACE_MB", PREFILL_WORKSPACE_MB, lambda v: v > 0,
+                       f"a positive integer (MiB for the chunked prefill's two buffers, "
+                       f"default {PREFILL_WORKSPACE_MB})")
 
 
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:

@@ -69,42 +69,42 @@ def _terms(bits, poly, dtype, pairs=False):
     return 0
 
 
+def _pass_constants(bits, residual, poly, table_dtype, pairs):
+    """The kernels' pass constants (A0, A1, AT, B0, B1, BT) and a label like '4+4-bit pairs'."""
+    from .dispatch import SUPPORTED_BITS
+    a0, a1 = SUPPORTED_BITS[bits]
+    b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
+    at = _terms(bits, poly, table_dtype, pairs)
+    bt = _terms(residual, poly, table_dtype, pairs) if residual else 0
+    kind = "poly" if poly else ("pairs" if pairs else "lookup")
+    return (a0, a1, at, b0, b1, bt), f"{bits}" + (f"+{residual}" if residual else "") + f"-bit {kind}"
+
+
 def _fused_variant(bits, residual, poly, dtype, path, tk, bias, split=None, pairs=False, exact=True):
     # exact: N and B are multiples of the row and batch tiles (no bounds checks); otherwise
     # both checks are on (ragged)
-    from .dispatch import SUPPORTED_BITS
-    a0, a1 = SUPPORTED_BITS[bits]
-    at = _terms(bits, poly, dtype, pairs)
-    b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
-    bt = _terms(residual, poly, dtype, pairs) if residual else 0
+    passes, label = _pass_constants(bits, residual, poly, dtype, pairs)
     if path == "gemv":
         tn, tb, sp = 128, 1, (4 if split is None else split)
     elif path == "decode":
         tn, tb, sp = 128, 16, (4 if split is None else split)
     else:
         tn, tb, sp = (64, 64, 1) if dtype == "float32" else (128, 128, 1)
-    cfg = f"{bits}" + (f"+{residual}" if residual else "")
-    kind = "poly" if poly else ("pairs" if pairs else "lookup")
-    name = (f"fused {cfg}-bit {kind} {dtype} {path} TN={tn} TK={tk} TB={tb} "
+    name = (f"fused {label} {dtype} {path} TN={tn} TK={tk} TB={tb} "
             f"SPLIT={sp}{' bias' if bias else ''}")
     cn = not exact
     name += "" if exact else " ragged"
     if path == "gemv":
-        return Variant("gemv", name.replace("fused", "gemv"), (dtype, a0, a1, at, b0, b1, bt, tn, tk, sp, bias, cn))
-    return Variant("fused", name, (dtype, a0, a1, at, b0, b1, bt, tn, tk, tb, sp, bias, cn, cn))
+        return Variant("gemv", name.replace("fused", "gemv"), (dtype, *passes, tn, tk, sp, bias, cn))
+    return Variant("fused", name, (dtype, *passes, tn, tk, tb, sp, bias, cn, cn))
 
 
 def _dequant_variant(bits, residual, poly, dtype, tk, pairs=False, exact=True):
     # the chunked prefill's dequant: byte-pair tables are fp16 for either output dtype
-    from .dispatch import DEQUANT_TN, SUPPORTED_BITS
-    a0, a1 = SUPPORTED_BITS[bits]
-    b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
-    at = _terms(bits, poly, "float16", pairs)
-    bt = _terms(residual, poly, "float16", pairs) if residual else 0
-    cfg = f"{bits}" + (f"+{residual}" if residual else "")
-    kind = "poly" if poly else ("pairs" if pairs else "lookup")
-    return Variant("dequant", f"dequant {cfg}-bit {kind} {dtype} TN={DEQUANT_TN} TK={tk}{'' if exact else ' ragged'}",
-                   (dtype, a0, a1, at, b0, b1, bt, DEQUANT_TN, tk, not exact))
+    from .dispatch import DEQUANT_TN
+    passes, label = _pass_constants(bits, residual, poly, "float16", pairs)
+    return Variant("dequant", f"dequant {label} {dtype} TN={DEQUANT_TN} TK={tk}{'' if exact else ' ragged'}",
+                   (dtype, *passes, DEQUANT_TN, tk, not exact))
 
 
 def _rotate_variant(dtype, r, v0, v1):

@@ -30,6 +30,7 @@ import torch
 
 from .. import chunked
 from ..format import QuantizedWeight
+from ..settings import int_setting
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
 SUPPORTED_BITS = {2: (2, 0), 3: (2, 1), 4: (4, 0), 8: (8, 0)}
@@ -356,17 +357,18 @@ def chunked_min_batch() -> int:
     On the H100 at 8192x8192 (graph replay) the chunked path beat the fused tensor-core
     kernel at every batch measured, 17 to 2048: 130 vs 237 us at B = 17, 289 vs 1679 us at
     B = 1024."""
-    raw = os.environ.get("TQ_CUTILE_CHUNKED_MIN_BATCH", str(CHUNKED_MIN_BATCH))
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"TQ_CUTILE_CHUNKED_MIN_BATCH must be an integer batch size, got {raw!r}") from None
+    return int_setting("TQ_CUTILE_CHUNKED_MIN_BATCH", CHUNKED_MIN_BATCH, lambda v: True, "an integer batch size")
 
 
 def uses_chunked(bsz: int, dt: torch.dtype) -> bool:
     # bf16/fp16 only: cuBLAS in fp32 would run at a fraction of the tensor-core rate, and the
     # fused fp32 kernel keeps exact fp32 math.
     return bsz > DECODE_MAX_BATCH and dt in PAIR_MODES and bsz >= chunked_min_batch()
+
+
+def _pass_consts(pa: PassData, pb: PassData | None, ta: int, tb: int) -> tuple:
+    # the kernels' (A0, A1, AT, B0, B1, BT); B0 = 0: no residual pass
+    return (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0)
 
 
 def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int) -> Plan:
@@ -388,7 +390,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
         # rounding of level * norm to the output dtype.
         (ta, *la), (tb, *lb) = level_mode(pa, torch.float16), level_mode(pb or pa, torch.float16)
         dtn = dequant_tn()
-        consts = (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0, dtn, wd.tk, n % dtn != 0)
+        consts = _pass_consts(pa, pb, ta, tb) + (dtn, wd.tk, n % dtn != 0)
         plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), (-(-bsz // tbr), kp // r, 1), (r, tbr, 1, 0),
                     dequant_kernel, None, consts, None, None, None, (la, lb), chunk)
         wd.plans[key] = plan
@@ -397,7 +399,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     rot_consts = (r, tbr, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
     t = choose_tiling(bsz, n, wd.k_tiles, _sm_count(dev), dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
-    pcon = (pa.p0, pa.p1, ta, pb.p0 if pb else 0, pb.p1 if pb else 0, tb if pb else 0)
+    pcon = _pass_consts(pa, pb, ta, tb)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
         # (bounds checks only where a tile can leave the array: they turn wide loads into byte loads)
         kern, consts = fused_gemv_kernel, pcon + (t.tn, wd.tk, t.split, has_bias, n % t.tn != 0)

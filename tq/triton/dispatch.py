@@ -26,6 +26,7 @@ import triton.testing
 from .. import chunked, packing
 from ..chunked import chunk_rows_for
 from ..codebook import poly_basis
+from ..experiments.timing import l2_bytes
 from ..format import QuantizedWeight
 from . import decode, launch, lut4, lutmm, prefill, rotate
 from .dequant import MAX_POLY_TERMS
@@ -239,15 +240,7 @@ def prefill_candidates(n: int, k_padded: int, batch: int, driver_width: int) -> 
 _tuned: dict = {}
 
 
-def _l2_flush(device) -> torch.Tensor:
-    """A buffer of twice the L2 size; zeroing it evicts what a candidate left in L2.
-    (Allocated per tuning call, not kept: the caching allocator hands the block back.)"""
-    dev = torch.device("cuda", torch.cuda.current_device()) if device is None else torch.device(device)
-    props = torch.cuda.get_device_properties(dev)
-    return torch.empty(2 * int(getattr(props, "L2_cache_size", 0) or (50 << 20)), dtype=torch.uint8, device=dev)
-
-
-def _time_candidate(fn, device=None) -> float:
+def _time_candidate(fn) -> float:
     """GPU time of fn in ms with its weight cold in L2, from CUDA-graph replays where capture works.
 
     At batch 1 the host's launch cost (tens of microseconds for these many-argument
@@ -260,7 +253,9 @@ def _time_candidate(fn, device=None) -> float:
     in another).  So each replay first overwrites twice the L2, and that flush's own time
     (replayed alone) is subtracted.
     """
-    flush = _l2_flush(device)
+    # (allocated per tuning call, not kept: the caching allocator hands the block back)
+    dev = torch.device("cuda", torch.cuda.current_device())
+    flush = torch.empty(2 * l2_bytes(dev), dtype=torch.uint8, device=dev)
 
     def flushed():
         flush.zero_()
@@ -423,9 +418,6 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
 _locks: dict = {}
 
 
-_capturing = chunked.capturing
-
-
 def _lock_buffer(device, size: int) -> torch.Tensor:
     """Zeroed int32 split-K counters, one buffer per (device, stream); the kernel leaves them zero.
 
@@ -433,7 +425,7 @@ def _lock_buffer(device, size: int) -> torch.Tensor:
     that graph): graphs share the capture stream, and one cached buffer would be shared by
     graphs that may replay concurrently.
     """
-    if _capturing(device):
+    if chunked.capturing(device):
         return torch.zeros(max(size, 1), dtype=torch.int32, device=device)
     key = (device, launch.current_raw_stream(device) if device.type == "cuda" else 0)
     buf = _locks.get(key)
@@ -498,7 +490,7 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     # Replays only at decode batch sizes (host bound; a prefill call is not) and for a
     # unit-stride x (rotate would otherwise copy it, and a copy is not x).
     if (interpreting() or launch.hooks_installed() or batch > DECODE_MAX_BATCH or x2.stride(1) != 1
-            or _capturing(x2.device)):
+            or chunked.capturing(x2.device)):
         call()
         return
     # Record this call's launches; later calls with the same key replay them (_replays).
@@ -666,7 +658,7 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
         # Triton launches on the current device: make it x's (multi-GPU callers).
         with torch.cuda.device(x2.device):
             return run(x2, qw, bias)
-    if _replays and batch and (bias is None or bias.is_contiguous()) and not _capturing(x2.device):
+    if _replays and batch and (bias is None or bias.is_contiguous()) and not chunked.capturing(x2.device):
         y = _try_replay(x2, qw, bias)
         if y is not None:
             return y

@@ -29,6 +29,7 @@ import triton
 import triton.language as tl
 
 from ..rotation import is_power_of_two, random_signs
+from ..settings import int_setting
 from . import launch
 
 MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
@@ -94,17 +95,8 @@ def factor_block(block: int) -> list[int]:
 def tile_elements() -> int:
     """TQ_TRITON_ROTATE_TILE: elements per program, a power of two from 1024 to 65536 (default
     8192; experiments: H_n is rebuilt per program, and 16384 / 32768 measured slower)."""
-    raw = os.environ.get("TQ_TRITON_ROTATE_TILE")
-    if raw is None:
-        return TILE_ELEMENTS
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not (1024 <= value <= 65536 and is_power_of_two(value)):
-        raise ValueError(f"TQ_TRITON_ROTATE_TILE must be a power of two from 1024 to 65536 (elements per "
-                         f"rotation program, default {TILE_ELEMENTS}), got {raw!r}")
-    return value
+    return int_setting("TQ_TRITON_ROTATE_TILE", TILE_ELEMENTS, lambda v: 1024 <= v <= 65536 and is_power_of_two(v),
+                       f"a power of two from 1024 to 65536 (elements per rotation program, default {TILE_ELEMENTS})")
 
 
 @functools.lru_cache(maxsize=64)

@@ -1,0 +1,20 @@
+"""Integer settings read from the environment, with one clear error for a bad value."""
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+
+def int_setting(name: str, default: int, ok: Callable[[int], bool], requirement: str) -> int:
+    """os.environ[name] as an int, or `default` when unset; a ValueError naming the variable
+    and `requirement` (what a valid value is) when it is not an integer or `ok` rejects it."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise ValueError(f"{name} must be {requirement}, got {raw!r}")
+    return value
