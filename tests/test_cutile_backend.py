@@ -170,7 +170,7 @@ def test_aot_compile_representative(arch, tmp_path):
     results = aot.compile_all([arch], variants, out_dir=tmp_path, jobs=2)
     assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert all(r.size > 1000 for r in results)
-    assert {r.kernel for r in results} == {"rotate", "fused", "gemv", "reduce", "dequant"}
+    assert {r.kernel for r in results} == {"rotate", "rotate_mma", "fused", "gemv", "reduce", "dequant", "unrotate"}
     assert any("pairs" in r.variant.name for r in results if r.kernel == "gemv")
 
 
@@ -265,14 +265,17 @@ def test_parity_batches(batch):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("bits, residual, group, codebook", [
-    (4, None, 128, "gaussian"), (4, 4, 64, "gaussian"), (4, None, None, "gaussian"), (3, 2, 32, "gaussian"),
-    (2, None, 256, "beta-poly"), (8, 4, 128, "gaussian"), (4, 2, 64, "gaussian-poly")])
-def test_parity_chunked_prefill(bits, residual, group, codebook, monkeypatch):
+@pytest.mark.parametrize("bits, residual, group, codebook, unrotate", [
+    (4, None, 128, "gaussian", "1"), (4, 4, 64, "gaussian", "1"), (4, None, None, "gaussian", "1"),
+    (3, 2, 32, "gaussian", "1"), (2, None, 256, "beta-poly", "1"), (8, 4, 128, "gaussian", "1"),
+    (4, 2, 64, "gaussian-poly", "1"), (4, None, 128, "gaussian", "0"), (4, 4, 64, "gaussian", "0")])
+def test_parity_chunked_prefill(bits, residual, group, codebook, unrotate, monkeypatch):
     # Small thresholds so that small shapes take the chunked path with several chunks
     # (128-row chunks; N odd, so the last chunk and the last dequant tile are partial).
+    # Groups 32-128 un-rotate the weight chunks (unrotate = 1), the others rotate x.
     from tq import chunked
     from tq.cutile import dispatch as d
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", unrotate)
     seed = _seed()
     g = torch.Generator().manual_seed(seed)
     n, k = 301 + 2 * (seed % 200), 1025 + 32 * (seed % 20)
@@ -286,6 +289,9 @@ def test_parity_chunked_prefill(bits, residual, group, codebook, monkeypatch):
         y = tqc.matmul(x, qw, bias=bias)
         plans = [p for p in d.weight_data(qw).plans.values() if p.tiling.tb == x.numel() // k]
         assert plans and all(p.chunk_rows == 128 for p in plans)   # several chunks, last one partial
+        want_weight = unrotate == "1" and qw.rotation_block == d.k_tile(qw)   # (TK == R)
+        assert want_weight or unrotate == "0" or group in (None, 256)
+        assert all((p.rotate_form == "weight") == want_weight for p in plans)
         err = _rel(y, matmul_float64(x, qw, bias=bias))
         assert y.shape == (*lead, n) and err < TOL[dtype], f"seed={seed} n={n} k={k} {dtype}: {err:.2e}"
     # under CUDA-graph capture the replay matches the eager call
@@ -408,3 +414,43 @@ def test_decode_tilings():
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 8
     t = choose_tiling(300, 8192, 64, 132, torch.float32)
     assert (t.tn, t.tb, t.split, t.path) == (64, 64, 1, "prefill")
+
+
+def test_rotation_forms(monkeypatch):
+    # tensor-core rotation for bf16/fp16 and blocks 32-128, persistent along rows; butterfly otherwise
+    from tq.cutile import dispatch as d
+    form, grid, consts = d.rotate_launch(128, 8192, 2048, torch.bfloat16, 132, 1, 0)
+    assert form == "mma" and grid == (5, 64, 1) and consts == (128, 64, 1, 0)   # 2 programs / SM, 32 row tiles
+    assert d.rotate_launch(128, 8192, 1, torch.float16, 132, 2, 4)[1] == (1, 64, 1)
+    assert d.rotate_launch(128, 8192, 16, torch.float32, 132, 2, 0)[0] == "butterfly"
+    assert d.rotate_launch(256, 8192, 16, torch.bfloat16, 132, 2, 0)[0] == "butterfly"
+    monkeypatch.setenv("TQ_CUTILE_ROTATE", "butterfly")
+    assert d.rotate_form(128, torch.bfloat16) == "butterfly"
+    monkeypatch.setenv("TQ_CUTILE_ROTATE", "fast")
+    with pytest.raises(ValueError, match="TQ_CUTILE_ROTATE must be 'mma' or 'butterfly'"):
+        d.rotate_form(128, torch.bfloat16)
+    h = d.hadamard(32, torch.float16, "cpu")
+    assert torch.equal(h.double() @ h.double(), 32 * torch.eye(32, dtype=torch.float64))
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("group", [32, 64, 128])
+def test_rotation_forms_agree(group, monkeypatch):
+    # the mma rotation (default for bf16/fp16) against the butterfly, through the whole backend
+    from tq.cutile import dispatch as d
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 257 + seed % 64, 1000 + 8 * (seed % 50)
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=4, group_size=group, seed=seed % 1000)
+    for dtype, batch in ((torch.bfloat16, 1), (torch.float16, 7), (torch.bfloat16, 300)):
+        x = torch.randn(batch, k, generator=g).to(dtype).cuda()
+        monkeypatch.delenv("TQ_CUTILE_ROTATE", raising=False)
+        monkeypatch.setenv("TQ_PREFILL_UNROTATE", "0")   # (B = 300: rotate x, to compare the rotations)
+        y_mma = tqc.matmul(x, qw)
+        assert any(p.rotate_form == "mma" for p in d.weight_data(qw).plans.values())
+        monkeypatch.setenv("TQ_CUTILE_ROTATE", "butterfly")
+        y_bfly = tqc.matmul(x, qw)
+        ref = matmul_float64(x, qw)
+        assert _rel(y_mma, ref) < TOL[dtype] and _rel(y_bfly, ref) < TOL[dtype], f"seed={seed}"
+        assert _rel(y_mma, y_bfly.double().cpu().numpy()) < 4e-3, f"seed={seed} {dtype} B={batch}"

@@ -148,6 +148,30 @@ def test_rotation_kernel(triton_backend, gen, block, dtype):
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
 
 
+@pytest.mark.parametrize("pad", [0, 7])
+@pytest.mark.parametrize("block", [32, 128, 2048])
+def test_rotation_persistent_programs(triton_backend, gen, block, pad, monkeypatch):
+    """Fewer programs than tiles: each program loops over several tiles (and H_n is built once);
+    pad = 0 takes the unmasked (vectorized) column loads."""
+    from tq.rotation import rotate_np
+    from tq.triton import rotate
+
+    monkeypatch.setattr(rotate, "PROGRAMS_PER_SM", 1)
+    monkeypatch.setattr(rotate, "INTERPRETER_PROGRAMS", 3)
+    monkeypatch.setattr(rotate, "TILE_ELEMENTS", 1024)
+    rotate._plan.cache_clear()
+    try:
+        k_pad = 2048
+        x = torch.randn(301, k_pad - pad, generator=gen).to(DEVICE, torch.float16)
+        plan, _ = rotate._plan(301, k_pad - pad, block, k_pad, torch.float16, torch.float32, True, 1024, 3)
+        assert all(p["n_tiles"] > 3 * p["grid"][0] for p in plan)  # the loop really runs
+        got = rotate.rotate(x, block, 11, k_pad, torch.float32).cpu().double().numpy()
+    finally:
+        rotate._plan.cache_clear()
+    ref = rotate_np(x.cpu().double().numpy(), block, 11, k_pad)
+    assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
+
+
 def test_rotation_factors():
     from tq.triton.rotate import factor_block
 

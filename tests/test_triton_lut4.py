@@ -300,6 +300,46 @@ def test_dequant_kernel_matches_reference_rows(triton_backend, gen, residual, gr
         assert torch.isfinite(out2[:10]).all() and torch.isnan(out2[10:].float()).all()
 
 
+@pytest.mark.parametrize("residual,group", [(None, 128), (4, 64), (None, 32)])
+def test_unrotate_kernel_matches_reference_rows(triton_backend, gen, residual, group, monkeypatch):
+    """The weight-basis chunk: rows of W_rot rotated back (W_hat), exact to one fp16/bf16 rounding."""
+    from tq.quantize import dequantize_rotated
+    from tq.rotation import unrotate_np
+    from tq.triton import dispatch
+
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", "1")
+    qw = tq.quantize(torch.randn(70, 352, generator=gen).to(DEVICE), bits=4, group_size=group, residual_bits=residual)
+    assert dispatch.weight_basis(qw)
+    prep = dispatch.prepare_weight(qw)
+    want = torch.as_tensor(unrotate_np(dequantize_rotated(qw).cpu().double().numpy(), qw.rotation_block, qw.seed))
+    for dtype in (torch.bfloat16, torch.float16):
+        out = torch.full((40, qw.k_padded), float("nan"), device=DEVICE, dtype=dtype)
+        dispatch._launch_unrotate(qw, prep, out, 23, 40)
+        got = out.cpu().double()
+        err = ((got - want[23:63]).norm() / want[23:63].norm()).item()
+        assert err < (4e-3 if dtype == torch.bfloat16 else 1e-3), (dtype, err)
+        out2 = torch.full((80, qw.k_padded), float("nan"), device=DEVICE, dtype=dtype)
+        dispatch._launch_unrotate(qw, prep, out2, 60, 10)   # a last, partial chunk
+        assert torch.isfinite(out2[:10]).all() and torch.isnan(out2[10:].float()).all()
+        assert ((out2[:10].cpu().double() - want[60:70]).norm() / want[60:70].norm()).item() < 4e-3
+
+
+def test_weight_basis_conditions(monkeypatch):
+    from tq.triton import dispatch
+
+    w = torch.randn(8, 512)
+    assert not dispatch.weight_basis(tq.quantize(w, bits=4, group_size=128))   # default: rotate x
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", "1")
+    assert dispatch.weight_basis(tq.quantize(w, bits=4, group_size=128))
+    assert not dispatch.weight_basis(tq.quantize(w, bits=4, group_size=256))   # R = 256 > the K tile
+    assert not dispatch.weight_basis(tq.quantize(w, bits=4, group_size=None))  # full-row block
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", "0")
+    assert not dispatch.weight_basis(tq.quantize(w, bits=4, group_size=128))
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", "yes")
+    with pytest.raises(ValueError, match="TQ_PREFILL_UNROTATE must be 0 or 1"):
+        dispatch.weight_basis(tq.quantize(w, bits=4, group_size=128))
+
+
 def test_chunk_rows_bounded(monkeypatch):
     from tq.chunked import chunk_rows_for
 
@@ -316,10 +356,13 @@ def test_chunk_rows_bounded(monkeypatch):
 
 
 @pytest.mark.gpu
-def test_gpu_chunked_prefill(triton_backend, gen):
-    """Chunked dequant + cuBLAS on two streams, with and without bias, 4 and 4+4, ragged last chunk."""
+@pytest.mark.parametrize("unrotate", ["0", "1"])
+def test_gpu_chunked_prefill(triton_backend, gen, unrotate, monkeypatch):
+    """Chunked dequant + cuBLAS on two streams, with and without bias, 4 and 4+4, ragged last chunk,
+    rotating x or un-rotating the weight chunks."""
     from tq.triton import dispatch
 
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", unrotate)
     for residual in (None, 4):
         qw = tq.quantize(torch.randn(1000, 2880, generator=gen).to("cuda"), bits=4, group_size=64,
                          residual_bits=residual)
@@ -331,7 +374,7 @@ def test_gpu_chunked_prefill(triton_backend, gen):
             y = torch.full((300, 1000), float("nan"), device="cuda", dtype=torch.bfloat16)
             cfg = dispatch.Lut4Config(bn=0, bm=0, split=1, group_m=0, num_warps=4, num_stages=3, scale_w=True,
                                       chunk_rows=384)
-            dispatch._launch_lut4(cfg, qw, prep, x_rot, y, b, 300)
+            dispatch._launch_lut4(cfg, qw, prep, x_rot, y, b, 300, x)
             torch.cuda.synchronize()
             assert _rel(y, x, qw, b) < TOL[torch.bfloat16], (residual, b is None)
 

@@ -11,6 +11,7 @@ N x K weight never exists.  The budget holds per caller stream and activation dt
 """
 from __future__ import annotations
 
+import os
 from typing import Callable
 
 import torch
@@ -28,6 +29,20 @@ def prefill_workspace_mb() -> int:
     return int_setting("TQ_PREFILL_WORKSPACE_MB", PREFILL_WORKSPACE_MB, lambda v: v > 0,
                        f"a positive integer (MiB for the chunked prefill's two buffers, "
                        f"default {PREFILL_WORKSPACE_MB})")
+
+
+def unrotate_enabled() -> bool:
+    """TQ_PREFILL_UNROTATE=1: where a backend can (a K tile is one rotation block), the chunk
+    kernel rotates the weight rows back into x's basis and cuBLAS multiplies x itself: no
+    activation rotation, one rounding less (relative error 2.4e-3 against 2.9e-3 at
+    8192x8192).  Default 0 (rotate x): on the H100 the un-rotating chunk kernels' tensor-core
+    work slowed the concurrent cuBLAS chunks more than the rotation costs (B = 2048: 1.29 vs
+    1.25x cuBLAS's time at 8192x8192, 1.39 vs 1.25x at 28672x8192; experiments/)."""
+    raw = os.environ.get("TQ_PREFILL_UNROTATE", "0")
+    if raw not in ("0", "1"):
+        raise ValueError(f"TQ_PREFILL_UNROTATE must be 0 or 1 (1: the chunked prefill un-rotates the weight "
+                         f"chunks instead of rotating x), got {raw!r}")
+    return raw == "1"
 
 
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
@@ -84,12 +99,14 @@ def release_prefill_workspace() -> None:
 
 def run_chunked(dequant: Callable[[torch.Tensor, int, int], None], x_rot, y: torch.Tensor,
                 bias: torch.Tensor | None, n: int, k_padded: int, chunk_rows: int) -> None:
-    """y = x_rot @ W_rot^T (+ bias) through dequantized row chunks and torch.mm (cuBLAS).
+    """y = x_rot @ W^T (+ bias) through dequantized row chunks and torch.mm (cuBLAS).
 
-    dequant(buf, row0, rows) writes rows [row0, row0 + rows) of W_rot, in x_rot's column
-    order and y's dtype, into buf[:rows] on the current stream.  x_rot may be a callable
-    that produces it on the caller's stream: it then runs after the side stream has forked,
-    so the rotation overlaps the first chunk's dequant.
+    dequant(buf, row0, rows) writes rows [row0, row0 + rows) of W, in x_rot's column
+    order and y's dtype, into buf[:rows] on the current stream: W is W_rot with the rotated
+    activation, or W_rot rotated back (the un-rotating chunk kernels) with x itself, which
+    may then have fewer columns than k_padded (the padding multiplies zeros: it is dropped).
+    x_rot may be a callable that produces it on the caller's stream: it then runs after the
+    side stream has forked, so the rotation overlaps the first chunk's dequant.
     """
     dev = y.device
     main = torch.cuda.current_stream(dev)
@@ -112,7 +129,7 @@ def run_chunked(dequant: Callable[[torch.Tensor, int, int], None], x_rot, y: tor
             dequant(bufs[i], r0, rows)
             ready[i].record(side)
         main.wait_event(ready[i])  # joins side back into main (graph capture needs the join)
-        w = bufs[i][:rows]
+        w = bufs[i][:rows, :x_rot.shape[1]]
         # y[:, r0:r0+rows] has row stride N: cuBLAS writes it in place (ldc = N), no copy.
         if bias_y is None:
             torch.mm(x_rot, w.T, out=y[:, r0:r0 + rows])

@@ -14,10 +14,11 @@ Variant sets (constants the dispatcher in dispatch.py can choose):
   split-K, prefill} tiling, with the activation dtype, K tile (128/64/32) and bias
   cycled across them so that each of those also appears with every path; plus the
   decode tiling without split, the rotation kernel for block sizes 32..8192 and both
-  slice-count pairs, and the split-K reduction for each dtype.
+  slice-count pairs, the tensor-core rotation for bf16/fp16 and blocks 32..128, and the
+  split-K reduction for each dtype.
   The batch-1 GEMV kernel is compiled for every pass configuration as well, the 4-bit
   byte-pair lookup (4, 4+4, 4+2 with bf16/fp16 x) on every path, and the chunked
-  prefill's dequant kernel for every pass configuration.
+  prefill's dequant kernel (and its weight-basis form) for every pass configuration.
 - ``ci``: one variant of each kernel and path (fast; what the CPU test compiles).
 - ``full``: the product of all of the above axes (slow: thousands of compiles).
 """
@@ -41,7 +42,7 @@ POLY_TERMS = {2: 2, 3: 3, 4: 3, 8: 3}  # Horner terms of the default degree-5 po
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    kernel: str        # "rotate", "fused", "gemv", "reduce" or "dequant"
+    kernel: str        # "rotate", "rotate_mma", "fused", "gemv", "reduce", "dequant" or "unrotate"
     name: str          # human-readable constants
     params: tuple      # (dtype name, constants...) interpreted by _signature
 
@@ -99,11 +100,13 @@ def _fused_variant(bits, residual, poly, dtype, path, tk, bias, split=None, pair
     return Variant("fused", name, (dtype, *passes, tn, tk, tb, sp, bias, cn, cn))
 
 
-def _dequant_variant(bits, residual, poly, dtype, tk, pairs=False, exact=True):
-    # the chunked prefill's dequant: byte-pair tables are fp16 for either output dtype
+def _dequant_variant(bits, residual, poly, dtype, tk, pairs=False, exact=True, unrotate=False):
+    # the chunked prefill's dequant (unrotate: its weight-basis form): byte-pair tables are
+    # fp16 for either output dtype
     from .dispatch import DEQUANT_TN
     passes, label = _pass_constants(bits, residual, poly, "float16", pairs)
-    return Variant("dequant", f"dequant {label} {dtype} TN={DEQUANT_TN} TK={tk}{'' if exact else ' ragged'}",
+    kind = "unrotate" if unrotate else "dequant"
+    return Variant(kind, f"{kind} {label} {dtype} TN={DEQUANT_TN} TK={tk}{'' if exact else ' ragged'}",
                    (dtype, *passes, DEQUANT_TN, tk, not exact))
 
 
@@ -113,23 +116,32 @@ def _rotate_variant(dtype, r, v0, v1):
     return Variant("rotate", f"rotate {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
+def _rotate_mma_variant(dtype, r, v0, v1):
+    from .dispatch import rotate_tb_mma
+    tb = rotate_tb_mma(r)
+    return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
+
+
 def _reduce_variant(dtype, split, bias):
     return Variant("reduce", f"reduce {dtype} SPLIT={split} TB=16 TN=128{' bias' if bias else ''}",
                    (dtype, split, 16, 128, bias))
 
 
 def variants(which: str = "default") -> list[Variant]:
+    from .dispatch import ROTATE_MMA_BLOCKS
     out = []
     if which == "ci":
         out.append(_fused_variant(4, None, True, "bfloat16", "decode", 128, False))
         out.append(_fused_variant(4, 2, True, "bfloat16", "gemv", 128, True))
         out.append(_fused_variant(3, 2, False, "float16", "prefill", 64, True, exact=False))
         out.append(_rotate_variant("bfloat16", 128, 2, 4))
+        out.append(_rotate_mma_variant("bfloat16", 128, 1, 0))
         out.append(_reduce_variant("bfloat16", 4, True))
         out.append(_fused_variant(4, None, False, "bfloat16", "gemv", 128, False, split=2, pairs=True))
         out.append(_fused_variant(4, 4, False, "float16", "decode", 128, True, pairs=True))
         out.append(_dequant_variant(4, None, False, "bfloat16", 128, pairs=True))
         out.append(_dequant_variant(3, 2, False, "float16", 64, exact=False))
+        out.append(_dequant_variant(4, 4, False, "bfloat16", 128, pairs=True, unrotate=True))
         return out
     if which == "full":
         for (bits, res), poly, dt, path, tk, bias in itertools.product(
@@ -138,6 +150,9 @@ def variants(which: str = "default") -> list[Variant]:
         for dt, r, vv in itertools.product(DTYPES, (32, 64, 128, 256, 512, 1024, 2048, 4096, 8192),
                                            ((1, 0), (2, 0), (4, 0), (1, 2), (2, 4), (1, 4))):
             out.append(_rotate_variant(dt, r, *vv))
+        for dt, r, vv in itertools.product(("bfloat16", "float16"), ROTATE_MMA_BLOCKS,
+                                           ((1, 0), (2, 0), (4, 0), (1, 2), (2, 4), (1, 4))):
+            out.append(_rotate_mma_variant(dt, r, *vv))
         for dt, sp, bias in itertools.product(DTYPES, (2, 4, 8), (False, True)):
             out.append(_reduce_variant(dt, sp, bias))
         for (bits, res), dt, path, tk, bias in itertools.product(
@@ -147,6 +162,7 @@ def variants(which: str = "default") -> list[Variant]:
         for (bits, res), kind, dt, tk in itertools.product(PASS_CONFIGS, ("lookup", "poly", "pairs"),
                                                           ("bfloat16", "float16"), (128, 64, 32)):
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
+            out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
         return out
     if which != "default":
         raise ValueError(f"unknown variant set {which!r}; choose default, ci or full")
@@ -164,6 +180,9 @@ def variants(which: str = "default") -> list[Variant]:
     for i, r in enumerate((32, 64, 128, 256, 1024, 4096, 8192)):
         vv = ((2, 0), (2, 4), (1, 2), (1, 0), (2, 4), (2, 0), (2, 0))[i]
         out.append(_rotate_variant(DTYPES[i % 3], r, *vv))
+    for i, r in enumerate(ROTATE_MMA_BLOCKS):
+        for dt in ("bfloat16", "float16"):
+            out.append(_rotate_mma_variant(dt, r, *((2, 0), (2, 4), (1, 2))[i]))
     for dt in DTYPES:
         out.append(_reduce_variant(dt, 4, dt != "float32"))
     # 4-bit lookup codebooks with bf16/fp16 x take the byte-pair tables on every path
@@ -171,11 +190,14 @@ def variants(which: str = "default") -> list[Variant]:
             ((4, None), (4, 4), (4, 2)), ("bfloat16", "float16"), ("gemv", "decode", "prefill"))):
         out.append(_fused_variant(bits, res, False, dt, path, (128, 64, 32)[i % 3], i % 2 == 1, pairs=True))
     # the chunked prefill's dequant for every pass configuration (and the pair tables)
-    for i, (bits, res) in enumerate(PASS_CONFIGS):
-        out.append(_dequant_variant(bits, res, i % 2 == 1, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i % 3],
-                                    exact=i % 4 != 1))
-    for i, (bits, res) in enumerate(((4, None), (4, 4), (4, 2))):
-        out.append(_dequant_variant(bits, res, False, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i], pairs=True))
+    # (and its weight-basis form, which takes the same constants)
+    for unrot in (False, True):
+        for i, (bits, res) in enumerate(PASS_CONFIGS):
+            out.append(_dequant_variant(bits, res, i % 2 == 1, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i % 3],
+                                        exact=i % 4 != 1, unrotate=unrot))
+        for i, (bits, res) in enumerate(((4, None), (4, 4), (4, 2))):
+            out.append(_dequant_variant(bits, res, False, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i],
+                                        pairs=True, unrotate=unrot))
     return out
 
 
@@ -197,6 +219,9 @@ def _signature(v: Variant):
     if v.kernel == "rotate":
         from .rotate import rotate_kernel as k
         params = [arr(dt, 2), arr(ct.float32, 1), arr(dt, 3), arr(dt, 3), *c]
+    elif v.kernel == "rotate_mma":
+        from .rotate import rotate_mma_kernel as k
+        params = [arr(dt, 2), arr(ct.float32, 1), arr(dt, 2), arr(dt, 3), arr(dt, 3), *c]
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k
         params = [arr(ct.float32, 3), arr(dt, 2), arr(dt, 2), *c]
@@ -204,6 +229,10 @@ def _signature(v: Variant):
         from .dequant import dequant_kernel as k
         params = [arr(dt, 2), *_pass_params(arr, c[2], None), *_pass_params(arr, c[5], None),
                   ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
+    elif v.kernel == "unrotate":
+        from .dequant import unrotate_kernel as k
+        params = [arr(dt, 2), arr(ct.float32, 1), arr(ct.float16, 2), *_pass_params(arr, c[2], None),
+                  *_pass_params(arr, c[5], None), ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
     else:
         if v.kernel == "gemv":
             from .fused import fused_gemv_kernel as k

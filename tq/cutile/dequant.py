@@ -64,3 +64,30 @@ def dequant_kernel(out, a0, a1, na, ca, qa, b0, b1, nb, cb_, qb, row_tile0, tile
         w = w + _pass_tile(b0, b1, cb_, qb, rt, kt, B0, B1, BT, TN, TK, CN) * ct.load(nb, (rt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
     # (the chunk buffer has a multiple of 128 >= TN rows and K_pad columns: never out of bounds)
     ct.store(out, (nt, kt), w.astype(out.dtype), check_bounds=False)
+
+
+# The weight-basis form (the default where a K tile is one rotation block, TK == R): each tile of
+# W_rot is rotated back, W_hat = (W_rot @ H_R) * s / sqrt(R) (tq/triton/unrotate.py has the
+# derivation), so cuBLAS multiplies the caller's x and the prefill has no activation rotation.
+# Per pass the levels (rounded to fp16: tables are fp16 already) go through one mma against
+# H_R (exact +-1 in fp16, fp32 accumulation); the norm (one per row: TK divides G) and
+# s / sqrt(R) per column are applied in fp32, and W_hat is rounded once.  H_R is loaded once
+# per program; programs loop over K tiles.
+@ct.kernel
+def unrotate_kernel(out, signs, hadamard, a0, a1, na, ca, qa, b0, b1, nb, cb_, qb, row_tile0, tiles_per_group,
+                    A0: ConstInt, A1: ConstInt, AT: ConstInt, B0: ConstInt, B1: ConstInt, BT: ConstInt,
+                    TN: ConstInt, TK: ConstInt, CN: ConstBool):
+    nt = ct.bid(0)
+    rt = row_tile0 + nt
+    h = ct.load(hadamard, (0, 0), (TK, TK))
+    for kt in range(ct.bid(1), ct.cdiv(out.shape[1], TK), ct.num_blocks(1)):
+        g = kt // tiles_per_group
+        la = _pass_tile(a0, a1, ca, qa, rt, kt, A0, A1, AT, TN, TK, CN).astype(ct.float16)
+        w = ct.mma(la, h, ct.zeros((TN, TK), dtype=ct.float32)) * \
+            ct.load(na, (rt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+        if B0 > 0:
+            lb = _pass_tile(b0, b1, cb_, qb, rt, kt, B0, B1, BT, TN, TK, CN).astype(ct.float16)
+            w = w + ct.mma(lb, h, ct.zeros((TN, TK), dtype=ct.float32)) * \
+                ct.load(nb, (rt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+        sg = ct.load(signs, (kt,), (TK,)).reshape((1, TK)) * (1.0 / (TK ** 0.5))
+        ct.store(out, (nt, kt), (w * sg).astype(out.dtype), check_bounds=False)

@@ -318,6 +318,54 @@ def rotate_tb(block: int) -> int:
     return max(1, min(16, 4096 // block))
 
 
+ROTATE_MMA_BLOCKS = (32, 64, 128)  # H_R as an mma operand: R x R in shared memory
+ROTATE_PROGRAMS_PER_SM = 2
+UNROTATE_PROGRAMS_PER_SM = 4
+
+
+def rotate_form(block: int, dt: torch.dtype) -> str:
+    """'mma' (rotate_mma_kernel: bf16/fp16 x, R <= 128) or 'butterfly' (rotate_kernel: fp32 x,
+    larger blocks).  TQ_CUTILE_ROTATE=butterfly forces the butterfly (experiments, tests)."""
+    forced = os.environ.get("TQ_CUTILE_ROTATE")
+    if forced not in (None, "mma", "butterfly"):
+        raise ValueError(f"TQ_CUTILE_ROTATE must be 'mma' or 'butterfly' (the rotation kernel), got {forced!r}")
+    if forced != "butterfly" and dt in (torch.bfloat16, torch.float16) and block in ROTATE_MMA_BLOCKS:
+        return "mma"
+    return "butterfly"
+
+
+def rotate_tb_mma(block: int) -> int:
+    # 8192 elements a tile (the 64 x 128 fp32 accumulator of one warpgroup mma at R = 128)
+    return min(256, 8192 // block)
+
+
+def rotate_launch(block: int, k_padded: int, bsz: int, dt: torch.dtype, sms: int, v0: int, v1: int):
+    """(form, grid, constants) of the rotation of a [bsz, k_padded] activation."""
+    form = rotate_form(block, dt)
+    cols = k_padded // block
+    if form == "mma":
+        tb = rotate_tb_mma(block)
+        row_tiles = -(-bsz // tb)
+        # persistent along rows: about ROTATE_PROGRAMS_PER_SM programs per SM in all
+        g0 = max(1, min(row_tiles, -(-ROTATE_PROGRAMS_PER_SM * sms // cols)))
+        return form, (g0, cols, 1), (block, tb, v0, v1)
+    tb = rotate_tb(block)
+    return form, (-(-bsz // tb), cols, 1), (block, tb, v0, v1)
+
+
+_hadamards: dict = {}
+
+
+def hadamard(block: int, dt: torch.dtype, dev) -> torch.Tensor:
+    """H_R (entries +-1, exact in bf16/fp16) on dev, kept per (R, dtype, device)."""
+    from ..rotation import hadamard_matrix_np
+    key = (block, dt, str(dev))
+    h = _hadamards.get(key)
+    if h is None:
+        h = _hadamards[key] = torch.tensor(hadamard_matrix_np(block), dtype=dt, device=dev)
+    return h
+
+
 @dataclasses.dataclass
 class Plan:
     """Everything about a call that depends only on (weight, batch, dtype, bias?, stream)."""
@@ -333,6 +381,8 @@ class Plan:
     scratch: dict | None   # decode: activation copies + workspace reused call after call on one stream
     levels: tuple = ()     # per pass: [Horner coefficients, level table] arguments (level_mode)
     chunk_rows: int = 0    # > 0: chunked prefill (fused_kernel is then dequant_kernel)
+    rotate_form: str = "butterfly"  # rotate_form(): which rotation kernel
+    rotate_h: torch.Tensor | None = None  # H_R for the mma form
     seen: bool = False
 
 
@@ -372,17 +422,18 @@ def _pass_consts(pa: PassData, pb: PassData | None, ta: int, tb: int) -> tuple:
 
 
 def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int) -> Plan:
-    from .dequant import dequant_kernel
+    from .dequant import dequant_kernel, unrotate_kernel
     from .fused import fused_gemv_kernel, fused_matmul_kernel
     # (everything read from the environment while planning is in the key, so a change applies)
     chunk = chunked.chunk_rows_for(qw.k_padded, qw.out_features) if uses_chunked(bsz, dt) else 0
     key = (bsz, dt, has_bias, stream_id, level_preference(), chunk, dequant_tn() if chunk else 0,
-           os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"))
+           os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"),
+           os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled())
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
     n, kp, r = qw.out_features, qw.k_padded, qw.rotation_block
-    tbr = rotate_tb(r)
+    sms = _sm_count(dev)
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else None
     if chunk:
@@ -391,14 +442,20 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
         (ta, *la), (tb, *lb) = level_mode(pa, torch.float16), level_mode(pb or pa, torch.float16)
         dtn = dequant_tn()
         consts = _pass_consts(pa, pb, ta, tb) + (dtn, wd.tk, n % dtn != 0)
-        plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), (-(-bsz // tbr), kp // r, 1), (r, tbr, 1, 0),
-                    dequant_kernel, None, consts, None, None, None, (la, lb), chunk)
+        form, rgrid, rconsts = rotate_launch(r, kp, bsz, dt, sms, 1, 0)
+        if weight_basis(qw, wd):
+            # no rotation: unrotate_kernel rotates the chunks back (H_R in fp16 for its mma)
+            form, rgrid, rconsts = "weight", None, ()
+        plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), rgrid, rconsts,
+                    unrotate_kernel if form == "weight" else dequant_kernel, None, consts, None, None, None,
+                    (la, lb), chunk, form,
+                    hadamard(r, torch.float16 if form == "weight" else dt, dev) if form != "butterfly" else None)
         wd.plans[key] = plan
         return plan
     vs = tuple(sorted({p.slices for p in wd.passes}))
-    rot_consts = (r, tbr, vs[0], vs[1] if len(vs) > 1 else 0)
+    form, rgrid, rot_consts = rotate_launch(r, kp, bsz, dt, sms, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
-    t = choose_tiling(bsz, n, wd.k_tiles, _sm_count(dev), dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
+    t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
     pcon = _pass_consts(pa, pb, ta, tb)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
         # (bounds checks only where a tile can leave the array: they turn wide loads into byte loads)
@@ -408,9 +465,10 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
         kern, consts = fused_matmul_kernel, pcon + (t.tn, wd.tk, t.tb, t.split, has_bias, n % t.tn != 0,
                                                      bsz % t.tb != 0)
     red_tb = 16
-    plan = Plan(t, vs, (-(-bsz // tbr), kp // r, 1), rot_consts, kern, (-(-n // t.tn), t.split, -(-bsz // t.tb)),
+    plan = Plan(t, vs, rgrid, rot_consts, kern, (-(-n // t.tn), t.split, -(-bsz // t.tb)),
                 consts, (-(-bsz // red_tb), -(-n // 128), 1) if t.split > 1 else None,
-                (t.split, red_tb, 128, has_bias) if t.split > 1 else None, None, (la, lb))
+                (t.split, red_tb, 128, has_bias) if t.split > 1 else None, None, (la, lb), rotate_form=form,
+                rotate_h=hadamard(r, dt, dev) if form == "mma" else None)
     if bsz <= DECODE_MAX_BATCH:
         # Decode scratch (activation copies + split-K workspace) is shared by every weight of the
         # same shape on this stream: kernels on one stream run in order, so reuse is safe, and
@@ -421,6 +479,20 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
         plan.scratch = _scratch_pool[skey]
     wd.plans[key] = plan
     return plan
+
+
+def weight_basis(qw, wd: WeightData) -> bool:
+    """Whether the chunked prefill rotates the weight chunks back (unrotate_kernel) instead of
+    rotating x: TQ_PREFILL_UNROTATE=1 and a K tile is one rotation block (TK == R <= 128)."""
+    return chunked.unrotate_enabled() and qw.rotation_block == wd.tk and wd.tk in ROTATE_MMA_BLOCKS
+
+
+def _rotation(plan: Plan, x2, wd: WeightData, out0, out1) -> tuple:
+    """(kernel, grid, args) of the plan's rotation launch."""
+    from .rotate import rotate_kernel, rotate_mma_kernel
+    if plan.rotate_form == "mma":
+        return rotate_mma_kernel, plan.rotate_grid, (x2, wd.signs, plan.rotate_h, out0, out1, *plan.rotate_consts)
+    return rotate_kernel, plan.rotate_grid, (x2, wd.signs, out0, out1, *plan.rotate_consts)
 
 
 def _scratch(plan: Plan, bsz, n, kp, dt, dev) -> dict:
@@ -441,8 +513,6 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
 def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
     import cuda.tile as ct
     from .reduce import splitk_reduce_kernel
-    from .rotate import rotate_kernel
-
     wd = weight_data(qw)
     bsz, n, kp = x2.shape[0], qw.out_features, qw.k_padded
     dt, dev = x2.dtype, x2.device
@@ -464,7 +534,7 @@ def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> to
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
     target = sc["ws"] if plan.tiling.split > 1 else y
     launches = [
-        (rotate_kernel, plan.rotate_grid, (x2, wd.signs, c0, c1, *plan.rotate_consts)),
+        _rotation(plan, x2, wd, c0, c1),
         (plan.fused_kernel, plan.fused_grid,
          (target, bias2, sc[pa.slices], pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
           sc[pb.slices], pb.plane0, pb.plane1, pb.norms, *plan.levels[1],
@@ -476,7 +546,7 @@ def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> to
         for kern, grid, args in launches:
             ct.launch(stream, grid, kern, args)
         return y
-    names = ("rotate", "gemv" if plan.tiling.path == "gemv" else "fused", "reduce")
+    names = ("rotate-" + plan.rotate_form, "gemv" if plan.tiling.path == "gemv" else "fused", "reduce")
     consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
     for (kern, grid, args), name, c in zip(launches, names, consts):
         # first call of this plan: record the first-launch (JIT compile) time of each new variant
@@ -489,7 +559,6 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
     """Prefill through tq/chunked.py: dequant_kernel fills row chunks of W_rot on a side stream
     while cuBLAS multiplies the previous chunk; the rotation (natural column order) overlaps
     the first dequant."""
-    from .rotate import rotate_kernel
     bsz, n, kp, dt, dev = x2.shape[0], qw.out_features, qw.k_padded, x2.dtype, x2.device
     y = torch.empty((bsz, n), dtype=dt, device=dev)
     xr = torch.empty((1, bsz, kp), dtype=dt, device=dev)
@@ -499,15 +568,25 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
     wkey = ("dequant", str(dt), str(pa.norms.dtype)) + plan.fused_consts
 
     def rotate():
-        _launch(rotate_kernel, plan.rotate_grid, (x2, wd.signs, xr, xr, *plan.rotate_consts),
-                ("rotate", str(dt), str(dt)) + plan.rotate_consts)
+        kern, grid, args = _rotation(plan, x2, wd, xr, xr)
+        _launch(kern, grid, args, ("rotate-" + plan.rotate_form, str(dt), str(dt)) + plan.rotate_consts)
         return xr[0]
+
+    unrotating = plan.rotate_form == "weight"
+    sms = _sm_count(dev)
 
     def dequant(buf, r0, rows):
         args = (buf, pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
                 pb.plane0, pb.plane1, pb.norms, *plan.levels[1], r0 // tn, wd.tiles_per_group,
                 *plan.fused_consts)
-        _launch(plan.fused_kernel, (-(-rows // tn), wd.k_tiles, 1), args, wkey)
+        row_tiles = -(-rows // tn)
+        if unrotating:
+            # programs along K: about UNROTATE_PROGRAMS_PER_SM per SM in all, each looping over K tiles
+            grid = (row_tiles, max(1, min(wd.k_tiles, UNROTATE_PROGRAMS_PER_SM * sms // row_tiles)), 1)
+            _launch(plan.fused_kernel, grid, (buf, wd.signs, plan.rotate_h) + args[1:], ("unrotate",) + wkey[1:])
+        else:
+            _launch(plan.fused_kernel, (row_tiles, wd.k_tiles, 1), args, wkey)
 
-    chunked.run_chunked(dequant, rotate, y, bias, n, kp, plan.chunk_rows)
+    # weight basis: x itself (its K columns; the chunks' padded columns would multiply zeros)
+    chunked.run_chunked(dequant, x2 if unrotating else rotate, y, bias, n, kp, plan.chunk_rows)
     return y

@@ -53,3 +53,24 @@ def _store_slices(out, t, bt, r, R: ConstInt, TB: ConstInt, V: ConstInt):
     for s in ct.static_iter(range(V)):
         piece = ct.extract(t4, (0, 0, s, 0), (TB, R // 32, 1, w)).reshape((1, TB, R // V))
         ct.store(out, (s, bt, r), piece.astype(out.dtype))
+
+
+# Tensor-core form for bf16/fp16 x and R <= MMA_MAX_BLOCK: x_rot = (s * x) @ H_R / sqrt(R).
+# s * x is exact in x's dtype, H_R's entries are exact +-1 in it, and the mma accumulates
+# in fp32, so this equals the butterfly up to the order of fp32 additions (both end in one
+# rounding to the output dtype).  It replaces log2(R) reshape/extract/cat stages, which the
+# compiler turns into register shuffles, by one mma per tile.  H_R is loaded once per program
+# and the programs loop over row tiles (persistent), so it is not re-read per tile.
+@ct.kernel
+def rotate_mma_kernel(x, signs, hadamard, out0, out1, R: ConstInt, TB: ConstInt, V0: ConstInt, V1: ConstInt):
+    r = ct.bid(1)
+    h = ct.load(hadamard, (0, 0), (R, R))
+    sg = ct.load(signs, (r,), (R,)).reshape((1, R)).astype(x.dtype)
+    n_bt = ct.cdiv(x.shape[0], TB)
+    for bt in range(ct.bid(0), n_bt, ct.num_blocks(0)):
+        t = ct.load(x, (bt, r), (TB, R), padding_mode=ct.PaddingMode.ZERO)
+        acc = ct.mma(t * sg, h, ct.zeros((TB, R), dtype=ct.float32))
+        acc = acc * (1.0 / (R ** 0.5))
+        _store_slices(out0, acc, bt, r, R, TB, V0)
+        if V1 > 0:
+            _store_slices(out1, acc, bt, r, R, TB, V1)

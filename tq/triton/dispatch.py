@@ -28,7 +28,7 @@ from ..chunked import chunk_rows_for
 from ..codebook import poly_basis
 from ..experiments.timing import l2_bytes
 from ..format import QuantizedWeight
-from . import decode, launch, lut4, lutmm, prefill, rotate
+from . import decode, launch, lut4, lutmm, prefill, rotate, unrotate
 from .dequant import MAX_POLY_TERMS
 
 SUPPORTED_BITS = (2, 3, 4, 8)
@@ -438,9 +438,11 @@ def _lock_buffer(device, size: int) -> torch.Tensor:
 _lut4_launcher = launch.Launcher(lutmm.lut4_matmul_kernel)
 
 
-def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
+def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
+    """One launch of cfg (x: the unrotated activation, which the chunked form takes in the
+    weight basis)."""
     if cfg.chunk_rows:
-        _launch_chunked(qw, prep, x_rot, y, bias, cfg.chunk_rows)
+        _launch_chunked(qw, prep, x if weight_basis(qw) else x_rot, y, bias, cfg.chunk_rows)
         return
     n, k_pad = qw.out_features, qw.k_padded
     tk = lut4_tile_width(qw.group_size)
@@ -471,16 +473,21 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     rot_dtype = torch.float32 if interpreting() else x2.dtype
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
     key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype,
-           chunked.prefill_workspace_mb() if batch > DECODE_MAX_BATCH else 0)  # (the chunk rows follow it)
+           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH else 0)
+    # (the chunk rows follow the workspace budget; the basis changes what the chunked form costs)
     tk = lut4_tile_width(qw.group_size)
     cfg = _tuned.get(key)
     if cfg is None:  # tune first (its trial launches must not be recorded for replay)
         x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         cfg = _choose(key, lambda: lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device),
-                      lambda c: _launch_lut4(c, qw, prep, x_rot, y, bias, batch))
+                      lambda c: _launch_lut4(c, qw, prep, x_rot, y, bias, batch, x2))
 
     def call():
-        if cfg.chunk_rows:  # the rotation runs inside, overlapping the first chunk's dequant
+        if cfg.chunk_rows:
+            if weight_basis(qw):  # no rotation: the chunks are rotated back instead
+                _launch_chunked(qw, prep, x2, y, bias, cfg.chunk_rows)
+                return
+            # the rotation runs inside, overlapping the first chunk's dequant
             _launch_chunked(qw, prep, lambda: rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded,
                                                             rot_dtype), y, bias, cfg.chunk_rows)
             return
@@ -534,8 +541,42 @@ def _launch_dequant(qw, prep, out, row0, rows, br: int = 32):
     _dequant_launcher(key, (triton.cdiv(rows, br), qw.k_padded // tk), args, consts, 4, 3)
 
 
-def _launch_chunked(qw, prep, x_rot, y, bias, chunk_rows: int):
-    chunked.run_chunked(lambda buf, r0, rows: _launch_dequant(qw, prep, buf, r0, rows), x_rot, y, bias,
+def weight_basis(qw) -> bool:
+    """Whether the chunked prefill rotates the weight chunks back (unrotate.py) instead of
+    rotating x: when TQ_PREFILL_UNROTATE=1 and a K tile is one rotation block (group sizes
+    32, 64, 128)."""
+    return chunked.unrotate_enabled() and qw.rotation_block == lut4_tile_width(qw.group_size)
+
+
+_unrotate_launcher = launch.Launcher(unrotate.lut4_unrotate_kernel)
+UNROTATE_ROWS = 128           # BR (measured on the H100 with 4 warps, 4 programs per SM: 26 us for
+UNROTATE_PROGRAMS_PER_SM = 4  # 2048 x 8192, against 20.7 us for the plain dequant; 32-64 rows: 32-50 us)
+UNROTATE_WARPS = 4
+
+
+def _launch_unrotate(qw, prep, out, row0, rows):
+    tk = lut4_tile_width(qw.group_size)
+    interp = interpreting()
+    weight_args, weight_key = _lut4_args(prep, qw, torch.float16)
+    h = unrotate.hadamard_halves(tk, torch.float32 if interp else torch.float16, out.device)
+    n_tiles = qw.k_padded // tk
+    row_blocks = triton.cdiv(rows, UNROTATE_ROWS)
+    # (interpreted: two programs along K, so the tile loop is exercised in CI)
+    k_programs = min(n_tiles, 2 if interp else max(1, UNROTATE_PROGRAMS_PER_SM * _sm_count(out.device) // row_blocks))
+    args = (out, rotate._signs(qw.k_padded, int(qw.seed), out.device), h) + weight_args + (
+        row0, rows, qw.n_groups, prep.inv_sqrt_g, 1.0 / math.sqrt(tk), qw.group_size // tk, n_tiles,
+        weight_args[0].stride(0), out.stride(0))
+    consts = dict(BR=UNROTATE_ROWS, TK=tk, RESIDUAL=len(qw.passes) > 1,
+                  OUT=tl.float32 if interp else tl.float16, USE_ASM=not interp, PREC="ieee" if interp else "tf32")
+    key = ("unrotate", weight_key, out.dtype, out.device, qw.out_features, qw.k_padded, qw.n_groups,
+           qw.group_size, launch.spec(rows), launch.spec(row0), launch.spec(n_tiles))
+    _unrotate_launcher(key, (row_blocks, k_programs), args, consts, UNROTATE_WARPS, 3)
+
+
+def _launch_chunked(qw, prep, x, y, bias, chunk_rows: int):
+    """x: the rotated activation (or a callable making it), or x itself in the weight basis."""
+    fill = _launch_unrotate if weight_basis(qw) else _launch_dequant
+    chunked.run_chunked(lambda buf, r0, rows: fill(qw, prep, buf, r0, rows), x, y, bias,
                         qw.out_features, qw.k_padded, chunk_rows)
 
 

@@ -6,10 +6,13 @@
 # is done as a few passes, each a dense product of every "line" (a column of a at stride b,
 # or b contiguous columns) with a small H_n, n <= MAX_DENSE.
 #
-# Tiling.  One program takes TM lines of n elements ([TM, n] tile; the lines of all batch
-# rows are one flat list, so tiny rows still fill a tile) and computes tile @ H_n with
-# tl.dot.  H_n is built in registers from its index formula (a parity of i & j, a handful
-# of integer ops on n*n elements) instead of being loaded.
+# Tiling.  A tile is TM lines of n elements ([TM, n]; the lines of all batch rows are one
+# flat list, so tiny rows still fill a tile), computed as tile @ H_n with tl.dot.  H_n is
+# built in registers from its index formula (a parity of i & j, about ten integer ops on
+# each of n*n elements) instead of being loaded.  Programs are persistent (at most
+# PROGRAMS_PER_SM per SM, each looping over tiles): at n = 128 building H_n costs twice
+# the work of a whole 64-line tile, so building it once per tile, as one program per tile
+# did, made the B = 2048 rotation 49 us at K = 8192 where moving its bytes takes ~23 us.
 #
 # Why a matrix product: for bf16/fp16 activations the first pass multiplies values that
 # are exactly representable (x * +-1) by exact +-1 entries with fp32 accumulation, so
@@ -36,13 +39,30 @@ MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
 MIN_DENSE = 16   # tl.dot needs every dimension >= 16
 TILE_ELEMENTS = 8192  # TM * n per program
 MIN_PROGRAMS = 8
+PROGRAMS_PER_SM = 1       # persistent programs per SM on a GPU (1 measured best at B = 2048 on the H100)
+INTERPRETER_PROGRAMS = 0  # under the interpreter: 0 = one program per tile (tests lower it to loop)
 
 
 @triton.jit
-def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_padded, scale,
+def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_padded, scale, n_tiles,
                         N: tl.constexpr, STRIDE: tl.constexpr, TM: tl.constexpr,
-                        FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr):
-    line = tl.program_id(0) * TM + tl.arange(0, TM)
+                        FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr, PADDED: tl.constexpr):
+    i = tl.arange(0, N)
+    par = i[:, None] & i[None, :]
+    par = par ^ (par >> 4)
+    par = par ^ (par >> 2)
+    par = par ^ (par >> 1)
+    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
+    for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
+        _rotate_tile(in_ptr, out_ptr, sign_ptr, h, tile, n_lines, n_valid, ld_in, k_padded, scale,
+                     N, STRIDE, TM, FIRST, PREC, DOT_DTYPE, PADDED)
+
+
+@triton.jit
+def _rotate_tile(in_ptr, out_ptr, sign_ptr, h, tile, n_lines, n_valid, ld_in, k_padded, scale,
+                 N: tl.constexpr, STRIDE: tl.constexpr, TM: tl.constexpr,
+                 FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr, PADDED: tl.constexpr):
+    line = tile * TM + tl.arange(0, TM)
     i = tl.arange(0, N)
     # Line L covers positions (L // STRIDE) * N * STRIDE + L % STRIDE + i * STRIDE of the
     # flat [B * K_pad] array; STRIDE = 1 means N contiguous columns.
@@ -60,17 +80,15 @@ def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_pa
         else:
             row = pos // k_padded
             col = pos - row * k_padded
-        ok = live & (col < n_valid)
+        if PADDED:
+            ok = live & (col < n_valid)
+        else:
+            ok = live  # constant along each line: the loads stay vectorized
         v = tl.load(in_ptr + row * ld_in + col, mask=ok, other=0.0)
         sgn = tl.load(sign_ptr + col, mask=ok, other=0.0)
         v = v.to(DOT_DTYPE) * sgn.to(DOT_DTYPE)
     else:
         v = tl.load(in_ptr + pos, mask=live, other=0.0).to(DOT_DTYPE)
-    par = i[:, None] & i[None, :]
-    par = par ^ (par >> 4)
-    par = par ^ (par >> 2)
-    par = par ^ (par >> 1)
-    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
     r = tl.dot(v, h, input_precision=PREC) * scale
     tl.store(out_ptr + pos, r.to(out_ptr.dtype.element_ty), mask=live)
 
@@ -99,6 +117,11 @@ def tile_elements() -> int:
                        f"a power of two from 1024 to 65536 (elements per rotation program, default {TILE_ELEMENTS})")
 
 
+@functools.lru_cache(maxsize=None)
+def _sm_count(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 @functools.lru_cache(maxsize=64)
 def _signs(k_padded: int, seed: int, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(random_signs(k_padded, seed), dtype=torch.float32, device=device)
@@ -106,7 +129,7 @@ def _signs(k_padded: int, seed: int, device: torch.device) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=256)
 def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, out_dtype: torch.dtype,
-          interpreting: bool, tile: int = TILE_ELEMENTS) -> tuple:
+          interpreting: bool, tile: int = TILE_ELEMENTS, max_programs: int = 0) -> tuple:
     """Launch parameters of every pass (computed once per shape: the host path is hot at B=1)."""
     factors = factor_block(block)
     exact_input = in_dtype in (torch.float16, torch.bfloat16)
@@ -131,12 +154,14 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
         n_lines = total // n
         # Small batches: at least MIN_PROGRAMS programs, so one CTA does not rotate a whole row alone.
         tm = max(MIN_DENSE, min(tile // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
-        consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype)
+        consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype, PADDED=k < k_padded)
         warps = 8 if tm * n >= 16384 else 4
         # (key: the specialization classes of this pass's integer arguments; the launcher
         # adds the constexprs and rotate() the per-call pointer and stride classes)
-        passes.append(dict(grid=(triton.cdiv(n_lines, tm),), n_lines=n_lines,
-                           key=(launch.spec(n_lines), launch.spec(k_padded)),
+        n_tiles = triton.cdiv(n_lines, tm)
+        grid = min(n_tiles, max_programs) if max_programs > 0 else n_tiles
+        passes.append(dict(grid=(grid,), n_lines=n_lines, n_tiles=n_tiles,
+                           key=(launch.spec(n_lines), launch.spec(k_padded), launch.spec(n_tiles)),
                            scale=1.0 / math.sqrt(block) if last else 1.0, first=first, last=last,
                            consts=consts, warps=warps))
     needs_scratch = len(passes) > 1 and out_dtype != torch.float32
@@ -152,15 +177,16 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
     if b == 0:
         return out
     signs = _signs(k_padded, int(seed), x2.device)
-    passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype,
-                                  os.environ.get("TRITON_INTERPRET", "0") == "1", tile_elements())
+    interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
+    passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype, interpreting, tile_elements(),
+                                  INTERPRETER_PROGRAMS if interpreting else PROGRAMS_PER_SM * _sm_count(x2.device))
     scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
     src, ld = x2, x2.stride(0)
     for i, p in enumerate(passes):
         dst = out if p["last"] else scratch
         # (launch.py: the key holds what Triton specializes on; signs, scratch and out are fresh.)
         key = (i, p["key"], src.dtype, dst.dtype, src.device, launch.ptr_spec(src), launch.spec(ld), launch.spec(k))
-        _launcher(key, p["grid"], (src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"]), p["consts"],
+        _launcher(key, p["grid"], (src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"], p["n_tiles"]), p["consts"],
                   p["warps"])
         src, ld = dst, k_padded
     return out
