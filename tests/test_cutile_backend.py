@@ -9,6 +9,7 @@ codebook kinds / dtypes / bias / odd shapes, and with cupy inputs.
 """
 from __future__ import annotations
 
+import math
 import secrets
 
 import numpy as np
@@ -123,9 +124,50 @@ def test_level_mode_choice(monkeypatch):
     monkeypatch.setenv("TQ_CUTILE_LEVELS", "table")
     with pytest.raises(ValueError, match="TQ_CUTILE_LEVELS"):
         d.level_mode(pd, torch.bfloat16)
+    # fp16 evaluation: the default for the batch 2-16 tensor-core decode only, or when asked
+    monkeypatch.delenv("TQ_CUTILE_LEVELS")
+    c16 = torch.full((5,), 2.0)
+    pd16 = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc), (5, c16))
+    assert d.level_mode(pd16, torch.bfloat16)[:2] == (5, fitc)
+    assert d.level_mode(pd16, torch.bfloat16, mma_decode=True)[:2] == (d.FP16_TERMS + 5, c16)
+    assert d.level_mode(pd16, torch.float32, mma_decode=True)[0] == 0
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit16")
+    assert d.level_mode(pd16, torch.float16)[0] == d.FP16_TERMS + 5
+    assert d.level_mode(pd, torch.float16)[0] == 5   # no fp16 form: the fp32 fit
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
+    assert d.level_mode(pd16, torch.bfloat16, mma_decode=True)[0] == 5
     monkeypatch.delenv("TQ_CUTILE_LEVELS")
     poly = d.PassData(4, 0, 3, one, one, one, fitc, one)
     assert d.level_mode(poly, torch.bfloat16)[:2] == (3, fitc)
+
+
+@pytest.mark.parametrize("codebook, bits", [("gaussian", 4), ("gaussian", 3), ("gaussian", 2),
+                                            ("gaussian-poly", 4), ("beta-poly", 4)])
+def test_fp16_levels_emulation(codebook, bits):
+    # The host's op-by-op fp16 model of levels16: within FIT16_TOL of the exact scaled levels
+    # for the shipped codebooks (so fit16 is offered), and what a plain fp16 evaluation gives.
+    from tq.cutile import dispatch as d
+    qw = tq.quantize(torch.randn(16, 256), bits=bits, group_size=128, codebook=codebook)
+    pd = d.weight_data(qw).passes[0]
+    assert pd.fit16 is not None
+    cw = (pd.coef if pd.terms > 0 else pd.fit[1]).double().numpy()
+    exact = (qw.passes[0].levels.double().numpy() / math.sqrt(128) if pd.terms == 0 else d._horner_levels(cw, bits))
+    got = d.fp16_levels(cw, bits)
+    assert np.max(np.abs(got - exact) / np.abs(exact)) <= d.FIT16_TOL
+    assert np.all(got.astype(np.float16).astype(np.float64) == got)      # fp16 values
+    # independent model: numpy float16 scalars step by step (each product and sum rounded once)
+    f16, u_max = np.float16, ((1 << bits) - 1) / 2
+    b = [f16(v) for v in d.fp16_coefficients(cw, bits)]
+    for i, want in enumerate(got):
+        u = f16(i - u_max)
+        sq = f16(f16(u * u) * f16(1.0 / (u_max * u_max)))
+        h = b[-1]
+        for bj in reversed(b[:-1]):
+            h = f16(float(h) * float(sq) + float(bj))
+        assert float(f16(h * u)) == want, (i, float(f16(h * u)), want)
+    # an 8-bit codebook never takes it; a codebook that fp16 cannot evaluate well is refused
+    assert d.fit16_for(cw, 8, np.ones(256)) is None
+    assert d.fit16_for(cw, bits, exact * 1.01) is None
 
 
 def test_fitted_polynomial_reproduces_lookup_codebooks():
@@ -352,14 +394,48 @@ def test_level_modes_agree(bits, residual, monkeypatch):
             x = torch.randn(batch, 1024, generator=g).to(dtype).cuda()
             ref = matmul_float64(x, qw)
             ys = {}
-            for mode in ("fit", "pairs", "gather"):
+            for mode in ("fit", "fit16", "pairs", "gather"):
                 monkeypatch.setenv("TQ_CUTILE_LEVELS", mode)
                 ys[mode] = tqc.matmul(x, qw).double()
                 assert _rel(ys[mode], ref) < TOL[dtype], f"seed={seed} {mode} batch={batch} {dtype}"
-            for mode in ("fit", "pairs"):
+            for mode in ("fit", "fit16", "pairs"):
                 diff = float((ys[mode] - ys["gather"]).norm() / ys["gather"].norm())
                 assert diff < 5e-3, f"seed={seed} {mode} batch={batch} {dtype}: {diff:.2e}"
     monkeypatch.delenv("TQ_CUTILE_LEVELS")
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_fp16_levels_on_gpu_match_host_model(bits, monkeypatch):
+    # The chunked prefill's dequant with fp16 levels, unit norms and fp16 output writes the
+    # fp16 levels themselves: they must equal the host's op-by-op model bit for bit (the
+    # model is what decided that fit16 is accurate enough).
+    from tq import chunked
+    from tq.cutile import dispatch as d
+    g = torch.Generator().manual_seed(_seed())
+    n, k = 200, 512
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=128)
+    for p in qw.passes:
+        p.norms.fill_(1.0)
+    pd = d.weight_data(qw).passes[0]
+    model = torch.as_tensor(d.fp16_levels(pd.fit[1].double().cpu().numpy(), bits))
+    idx = (qw.passes[0].levels.double().cpu().numpy() / math.sqrt(128))
+    want_idx = torch.as_tensor(np.abs(d_exact_rot(qw)[..., None] - idx).argmin(-1))
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit16")
+    monkeypatch.setenv("TQ_PREFILL_UNROTATE", "0")
+    chunked.release_prefill_workspace()
+    tqc.matmul(torch.randn(64, k, generator=g).to(torch.float16).cuda(), qw)   # one chunk: n <= chunk rows
+    torch.cuda.synchronize()
+    (buf,) = [b for key, b in chunked._workspaces.items() if key[2] == torch.float16]
+    got = buf[: n * qw.k_padded].view(n, qw.k_padded).double().cpu()
+    assert torch.equal(got, model[want_idx]), "GPU fp16 levels differ from the host model"
+    chunked.release_prefill_workspace()
+
+
+def d_exact_rot(qw):
+    from tq.quantize import dequantize_rotated
+    return dequantize_rotated(qw, dtype=torch.float64).cpu().numpy()
 
 
 @pytest.mark.gpu

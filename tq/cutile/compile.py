@@ -61,8 +61,15 @@ class Result:
         return self.variant.kernel
 
 
+FIT16_TERMS = {2: 2, 3: 4, 4: 5}  # fitted Lloyd-Max terms, evaluated in fp16 (levels.levels16)
+
+
 def _terms(bits, poly, dtype, pairs=False):
-    # the T constant of levels.py: Horner terms, 0 (fp32 gather) or the byte-pair modes (4-bit)
+    # the T constant of levels.py: Horner terms, FP16_TERMS + terms (poly == "fp16"), 0 (fp32
+    # gather) or the byte-pair modes (4-bit)
+    if poly == "fp16":
+        from .dispatch import FP16_TERMS
+        return FP16_TERMS + FIT16_TERMS[bits]
     if poly:
         return POLY_TERMS[bits]
     if pairs and bits == 4:
@@ -77,7 +84,7 @@ def _pass_constants(bits, residual, poly, table_dtype, pairs):
     b0, b1 = SUPPORTED_BITS[residual] if residual else (0, 0)
     at = _terms(bits, poly, table_dtype, pairs)
     bt = _terms(residual, poly, table_dtype, pairs) if residual else 0
-    kind = "poly" if poly else ("pairs" if pairs else "lookup")
+    kind = "fit16" if poly == "fp16" else ("poly" if poly else ("pairs" if pairs else "lookup"))
     return (a0, a1, at, b0, b1, bt), f"{bits}" + (f"+{residual}" if residual else "") + f"-bit {kind}"
 
 
@@ -142,6 +149,8 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_dequant_variant(4, None, False, "bfloat16", 128, pairs=True))
         out.append(_dequant_variant(3, 2, False, "float16", 64, exact=False))
         out.append(_dequant_variant(4, 4, False, "bfloat16", 128, pairs=True, unrotate=True))
+        out.append(_fused_variant(4, None, "fp16", "bfloat16", "gemv", 128, False, split=2))
+        out.append(_fused_variant(4, 2, "fp16", "float16", "decode", 128, True, split=2))
         return out
     if which == "full":
         for (bits, res), poly, dt, path, tk, bias in itertools.product(
@@ -189,6 +198,13 @@ def variants(which: str = "default") -> list[Variant]:
     for i, ((bits, res), dt, path) in enumerate(itertools.product(
             ((4, None), (4, 4), (4, 2)), ("bfloat16", "float16"), ("gemv", "decode", "prefill"))):
         out.append(_fused_variant(bits, res, False, dt, path, (128, 64, 32)[i % 3], i % 2 == 1, pairs=True))
+    # fp16-evaluated polynomial levels (TQ_CUTILE_LEVELS=fit16): 2/3/4-bit passes on every path
+    for i, ((bits, res), path) in enumerate(itertools.product(
+            ((2, None), (3, None), (4, None), (4, 4), (4, 2), (3, 2)), ("gemv", "decode", "prefill"))):
+        out.append(_fused_variant(bits, res, "fp16", ("bfloat16", "float16")[i % 2], path, (128, 64, 32)[i % 3],
+                                  i % 2 == 1, exact=i % 4 != 3))
+    for i, (bits, res) in enumerate(((4, None), (4, 4), (3, 2))):
+        out.append(_dequant_variant(bits, res, "fp16", ("bfloat16", "float16")[i % 2], (128, 64, 32)[i]))
     # the chunked prefill's dequant for every pass configuration (and the pair tables)
     # (and its weight-basis form, which takes the same constants)
     for unrot in (False, True):

@@ -36,16 +36,20 @@ def _pass_tile(pl0, pl1, coef, cb, nt, kt, P0: ConstInt, P1: ConstInt, T: ConstI
         lo, hi = pair_f32(ct.gather(cb, byt, check_bounds=False), T)
         return ct.cat((_cols(lo, TN, TK, 2), _cols(hi, TN, TK, 2)), 2).reshape((TN, TK))
     if V == 1:
-        return levels(byt, coef, cb, P0 + P1, T)
+        return levels(byt, coef, cb, P0 + P1, T).astype(ct.float32)
     hi_bytes = byt
     if P1 > 0:
         hi_bytes = ct.load(pl1, (nt, kt), (TN, TK // 8), check_bounds=CN).astype(ct.int32).reshape((TN, TK // 32, 4))
-    l0 = _cols(levels(slice_index(byt, hi_bytes, 0, P0, P1, TN, TKB), coef, cb, P0 + P1, T), TN, TK, V)
-    l1 = _cols(levels(slice_index(byt, hi_bytes, 1, P0, P1, TN, TKB), coef, cb, P0 + P1, T), TN, TK, V)
+    l0 = _cols(levels(slice_index(byt, hi_bytes, 0, P0, P1, TN, TKB), coef, cb, P0 + P1, T).astype(ct.float32),
+               TN, TK, V)
+    l1 = _cols(levels(slice_index(byt, hi_bytes, 1, P0, P1, TN, TKB), coef, cb, P0 + P1, T).astype(ct.float32),
+               TN, TK, V)
     if V == 2:
         return ct.cat((l0, l1), 2).reshape((TN, TK))
-    l2 = _cols(levels(slice_index(byt, hi_bytes, 2, P0, P1, TN, TKB), coef, cb, P0 + P1, T), TN, TK, V)
-    l3 = _cols(levels(slice_index(byt, hi_bytes, 3, P0, P1, TN, TKB), coef, cb, P0 + P1, T), TN, TK, V)
+    l2 = _cols(levels(slice_index(byt, hi_bytes, 2, P0, P1, TN, TKB), coef, cb, P0 + P1, T).astype(ct.float32),
+               TN, TK, V)
+    l3 = _cols(levels(slice_index(byt, hi_bytes, 3, P0, P1, TN, TKB), coef, cb, P0 + P1, T).astype(ct.float32),
+               TN, TK, V)
     return ct.cat((ct.cat((l0, l1), 2), ct.cat((l2, l3), 2)), 2).reshape((TN, TK))
 
 

@@ -54,6 +54,7 @@ class PassData:
     table: torch.Tensor   # fp32 levels / sqrt(G) (lookup) or a 1-element dummy
     pairs: dict = dataclasses.field(default_factory=dict)  # dtype -> byte-pair table (4-bit lookup)
     fit: tuple | None = None  # (terms, Horner coefficients) of the fitted odd polynomial (lookup)
+    fit16: tuple | None = None  # (terms, fp16-Horner coefficients) where fp16 evaluation is accurate
 
     @property
     def slices(self) -> int:
@@ -122,13 +123,52 @@ def fit_odd_polynomial(levels, max_terms: int = FIT_MAX_TERMS, tol: float = FIT_
     return None
 
 
-LEVEL_MODES = ("fit", "pairs", "gather")
+LEVEL_MODES = ("fit", "fit16", "pairs", "gather")
+FP16_TERMS = 16   # levels.FP16_TERMS (kept here too: this module does not import cuda.tile)
+FIT16_TOL = 2.0 ** -9   # fp16-evaluated levels: relative error bound (half a bf16 ulp)
 
 
-def level_preference() -> str:
-    """TQ_CUTILE_LEVELS: how lookup codebooks are evaluated for bf16/fp16 x (default fit)."""
-    v = os.environ.get("TQ_CUTILE_LEVELS", "fit")
-    if v not in LEVEL_MODES:
+def fp16_coefficients(coef_w: np.ndarray, bits: int) -> np.ndarray:
+    """levels.levels16's b_j = c'_j u_max^(2j) from the Horner coefficients c'_j of w^(2j+1)."""
+    u_max = ((1 << bits) - 1) / 2.0
+    c = np.asarray(coef_w, dtype=np.float64)
+    return c * u_max ** (2 * np.arange(c.size))
+
+
+def fp16_levels(coef_w: np.ndarray, bits: int) -> np.ndarray:
+    """The levels levels.levels16 computes, op by op in fp16 (products of two fp16 values are
+    exact in float64, so rounding each step once to fp16 matches HMUL2/HFMA2)."""
+    f16 = np.float16
+    u_max = ((1 << bits) - 1) / 2.0
+    b = fp16_coefficients(coef_w, bits).astype(f16).astype(np.float64)
+    u = (np.arange(1 << bits) - u_max).astype(f16).astype(np.float64)       # exact
+    r = float(f16(1.0 / (u_max * u_max)))
+    s = (u * u).astype(f16).astype(np.float64)                             # exact (<= 2^14 / 4)
+    s = (s * r).astype(f16).astype(np.float64)
+    h = np.full_like(u, b[-1])
+    for j in range(b.size - 2, -1, -1):
+        h = (h * s + b[j]).astype(f16).astype(np.float64)                   # fused multiply-add
+    return (h * u).astype(f16).astype(np.float64)
+
+
+def fit16_for(coef_w: np.ndarray, bits: int, exact: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(fp16 coefficients, max relative level error) when fp16 evaluation stays within
+    FIT16_TOL of the exact (scaled) levels at every index, else None."""
+    if bits > 4:
+        return None   # (8-bit codebooks have no short fit; wider u would also leave fp16's exact range)
+    got = fp16_levels(coef_w, bits)
+    ex = np.asarray(exact, dtype=np.float64)
+    if not np.all(np.isfinite(got)) or np.any(ex == 0):
+        return None
+    err = float(np.max(np.abs(got - ex) / np.abs(ex)))
+    return (fp16_coefficients(coef_w, bits), err) if err <= FIT16_TOL else None
+
+
+def level_preference() -> str | None:
+    """TQ_CUTILE_LEVELS: how codebook levels are evaluated for bf16/fp16 x; None (unset): the
+    measured default of each path (level_mode)."""
+    v = os.environ.get("TQ_CUTILE_LEVELS")
+    if v is not None and v not in LEVEL_MODES:
         raise ValueError(f"TQ_CUTILE_LEVELS must be one of {', '.join(LEVEL_MODES)}, got {v!r}")
     return v
 
@@ -136,23 +176,37 @@ def level_preference() -> str:
 PAIR_MODES = {torch.bfloat16: -1, torch.float16: -2}
 
 
-def level_mode(pd: PassData, dt: torch.dtype) -> tuple[int, torch.Tensor, torch.Tensor]:
+def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple[int, torch.Tensor, torch.Tensor]:
     """(T constant, Horner coefficients, level table) of a pass for operand dtype dt (levels.py).
 
-    Polynomial codebooks: their own Horner chain (T > 0).  Lookup codebooks with bf16/fp16
-    operands, in order of TQ_CUTILE_LEVELS preference (default fit, then pairs, then gather):
-    the fitted odd polynomial (T > 0, levels to within 2^-11), the byte-pair table (T < 0,
-    4-bit, levels rounded to dt), the per-weight gather (T = 0).  fp32 operands always
-    gather the exact fp32 levels."""
+    fp32 operands: polynomial codebooks their own Horner chain, lookup codebooks the exact
+    fp32 gather.  bf16/fp16 operands, by TQ_CUTILE_LEVELS (fit, fit16, pairs, gather), each
+    falling back to the next one available:
+      fit16   the polynomial (fitted, for lookup codebooks) evaluated in packed fp16 (T >
+              FP16_TERMS; levels within FIT16_TOL = 2^-9, a few bf16 levels one ulp off);
+      fit     the polynomial in fp32 (fitted: levels within 2^-11 of the table);
+      pairs   the 4-bit byte-pair table (levels rounded to dt);
+      gather  one gather per weight.
+    Unset: fit16 for the batch 2-16 tensor-core decode (mma_decode; on the H100 17-27% faster
+    than fit at B = 4-16), fit elsewhere (at B = 1 the fp32 chain folds the norm into its
+    coefficients: fit16 measured 17-20% slower there)."""
+    pref = level_preference()
+    if dt in PAIR_MODES and pd.fit16 is not None and (pref == "fit16" or (pref is None and mma_decode)):
+        return FP16_TERMS + pd.fit16[0], pd.fit16[1], pd.table
     if pd.terms > 0:
         return pd.terms, pd.coef, pd.table
     if dt in PAIR_MODES:
-        pref = level_preference()
-        if pref == "fit" and pd.fit is not None:
+        if pref in (None, "fit", "fit16") and pd.fit is not None:
             return pd.fit[0], pd.fit[1], pd.table
-        if pref in ("fit", "pairs") and dt in pd.pairs:
+        if pref != "gather" and dt in pd.pairs:
             return PAIR_MODES[dt], pd.coef, pd.pairs[dt]
     return 0, pd.coef, pd.table
+
+
+def _horner_levels(coef_w: np.ndarray, bits: int) -> np.ndarray:
+    # float64 levels of a polynomial codebook from its Horner coefficients in w = idx - u_max
+    w = np.arange(1 << bits) - ((1 << bits) - 1) / 2.0
+    return sum(c * w ** (2 * j + 1) for j, c in enumerate(coef_w))
 
 
 def k_tile(qw: QuantizedWeight) -> int:
@@ -195,6 +249,14 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
             if fit is not None:
                 pd.fit = (len(fit[0]), torch.tensor(horner_coefficients(fit[0], p.bits, g), dtype=torch.float32,
                                                     device=dev))
+        coef_w = pd.coef if terms > 0 else (pd.fit[1] if pd.fit is not None else None)
+        if coef_w is not None:
+            cw = coef_w.double().cpu().numpy()
+            exact = (p.levels.double().cpu().numpy() / math.sqrt(g) if terms == 0 else
+                     _horner_levels(cw, p.bits))
+            f16 = fit16_for(cw, p.bits, exact)
+            if f16 is not None:
+                pd.fit16 = (cw.size, torch.tensor(f16[0], dtype=torch.float32, device=dev))
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -456,6 +518,8 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     form, rgrid, rot_consts = rotate_launch(r, kp, bsz, dt, sms, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
     t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
+    if t.path == "decode" and bsz > 1:   # (fit16 or fit: both register levels, same tiling)
+        (ta, *la), (tb, *lb) = level_mode(pa, dt, mma_decode=True), level_mode(pb or pa, dt, mma_decode=True)
     pcon = _pass_consts(pa, pb, ta, tb)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
         # (bounds checks only where a tile can leave the array: they turn wide loads into byte loads)

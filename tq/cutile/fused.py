@@ -32,7 +32,7 @@
 # reduce.py.  Prefill: TB = 64-128, SPLIT = 1, the epilogue adds bias and casts.
 import cuda.tile as ct
 
-from .levels import levels, pair_f32, pair_halves, slice_index
+from .levels import FP16_TERMS, levels, levels16, pair_f32, pair_halves, slice_index
 
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
@@ -136,6 +136,8 @@ def _gemv_pass(acc, xs, pl0, pl1, coef, cb, nrm, nt, kt, P0: ConstInt, P1: Const
         xt = ct.load(xs, (s, 0, kt), (1, 1, TKB), check_bounds=False).reshape((1, TKB)).astype(ct.float32)
         if T == 0:
             lev = ct.gather(cb, idx, check_bounds=False) * nrm
+        elif T > FP16_TERMS:
+            lev = levels16(idx, coef, BITS, T - FP16_TERMS).astype(ct.float32) * nrm
         else:
             u_max = ((1 << BITS) - 1) * 0.5
             w = (ct.bitcast(idx | 0x4B000000, ct.float32) - 8388608.0) - u_max

@@ -36,9 +36,12 @@ def slice_index(byt, hi_bytes, s, P0: ConstInt, P1: ConstInt, TN: ConstInt, TKB:
 
 
 def levels(idx, coef, cb, BITS: ConstInt, T: ConstInt):
-    # idx: int32 tile of codebook indices -> fp32 levels (already scaled by 1/sqrt(G)); T >= 0.
+    # idx: int32 tile of codebook indices -> levels (already scaled by 1/sqrt(G)); T >= 0:
+    # fp32, or fp16 for the packed-fp16 Horner chain (T > FP16_TERMS).
     if T == 0:
         return ct.gather(cb, idx, check_bounds=False)
+    if T > FP16_TERMS:
+        return levels16(idx, coef, BITS, T - FP16_TERMS)
     u_max = ((1 << BITS) - 1) * 0.5
     # 2^23 + u_max is not representable in fp32 (u_max has a .5), so two exact subtractions.
     w = (ct.bitcast(idx | 0x4B000000, ct.float32) - 8388608.0) - u_max
@@ -47,6 +50,26 @@ def levels(idx, coef, cb, BITS: ConstInt, T: ConstInt):
     for j in ct.static_iter(range(T - 2, -1, -1)):
         h = h * w2 + ct.load(coef, (j,), ())
     return h * w
+
+
+# T = FP16_TERMS + t: the same odd polynomial with t terms, evaluated in fp16, two weights per
+# instruction (cuTile compiles fp16 tile arithmetic to HFMA2/HMUL2/HADD2).  In u = idx - u_max
+# (exact) and s = u^2 / u_max^2 (one rounding), level = u * sum_j b_j s^j; the coefficients
+# b_j = c'_j u_max^(2j) keep every intermediate in fp16's normal range.  The host emulates
+# this exact sequence (dispatch.fp16_levels) and takes the mode only where every level lands
+# within FIT16_TOL of the exact one.
+FP16_TERMS = 16
+
+
+def levels16(idx, coef, BITS: ConstInt, T: ConstInt):
+    u_max = ((1 << BITS) - 1) * 0.5
+    f = ct.bitcast((idx | 0x6400).astype(ct.int16), ct.float16)   # 1024 + idx, exact
+    u = (f - 1024.0) - u_max                                      # exact half-integers
+    s = (u * u) * (1.0 / (u_max * u_max))
+    h = ct.load(coef, (T - 1,), ()).astype(ct.float16)
+    for j in ct.static_iter(range(T - 2, -1, -1)):
+        h = h * s + ct.load(coef, (j,), ()).astype(ct.float16)
+    return h * u
 
 
 def pair_f32(v, T: ConstInt):
