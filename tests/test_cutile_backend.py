@@ -487,6 +487,7 @@ def test_decode_tilings():
     assert choose_tiling(1, 1024, 32, 132, torch.bfloat16).split == 8     # small N: cover the SMs
     assert choose_tiling(8, 1024, 32, 132, torch.bfloat16).split == 8
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16).split == 2
+    assert choose_tiling(16, 28672, 64, 132, torch.bfloat16).split == 1    # 224 row tiles: no split
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 8
     t = choose_tiling(300, 8192, 64, 132, torch.float32)
     assert (t.tn, t.tb, t.split, t.path) == (64, 64, 1, "prefill")

@@ -188,8 +188,9 @@ def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple
       pairs   the 4-bit byte-pair table (levels rounded to dt);
       gather  one gather per weight.
     Unset: fit16 for the batch 2-16 tensor-core decode (mma_decode; on the H100 17-27% faster
-    than fit at B = 4-16), fit elsewhere (at B = 1 the fp32 chain folds the norm into its
-    coefficients: fit16 measured 17-20% slower there)."""
+    than fit at B = 4-16), fit elsewhere: at B = 1 the fp32 chain folds the norm into its
+    coefficients, and fit16 measured 17-20% slower there (8-9% slower still with the norms
+    folded into fp16 coefficients, an experiment not kept: probes/probe_gemv16.log)."""
     pref = level_preference()
     if dt in PAIR_MODES and pd.fit16 is not None and (pref == "fit16" or (pref is None and mma_decode)):
         return FP16_TERMS + pd.fit16[0], pd.fit16[1], pd.table
@@ -325,8 +326,13 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
         if not gather_bound:
             # Register levels: split 2 measured best or tied at B = 8 and 16 on the H100 (graph,
             # 8192x8192 / 28672x8192 / 8192x28672: 68.7 / 223.1 / 199.2 us against 81.8 / 223.7 /
-            # 211.3 with the rule below; splits 4 and 8 and TN 64 / 256 no better).
-            return Tiling(tn, tb, _fill_sms(2 if k_tiles >= 4 else 1, -(-n // tn), k_tiles, sms), "decode")
+            # 211.3 with the rule below; splits 4 and 8 and TN 64 / 256 no better).  With the fp16
+            # levels (fit16), split 1 where the row tiles alone give >= 1.5 programs per SM:
+            # 28672x8192 B = 16 179.5 us against 195.5 (split 2); at 64 row tiles split 1 is
+            # 1.6-1.8x slower (experiments/h100-2026-11-25-session4/probes/probe_dec16b.log).
+            n_tiles = -(-n // tn)
+            split = 1 if (n_tiles * 2 >= 3 * sms or k_tiles < 4) else 2
+            return Tiling(tn, tb, _fill_sms(split, n_tiles, k_tiles, sms), "decode")
         n_tiles = -(-n // tn)
         split = 1
         while split < MAX_SPLIT and n_tiles * split < 2 * sms and k_tiles // (split * 2) >= 2:
