@@ -10,9 +10,13 @@
 # flat list, so tiny rows still fill a tile), computed as tile @ H_n with tl.dot.  H_n is
 # built in registers from its index formula (a parity of i & j, about ten integer ops on
 # each of n*n elements) instead of being loaded.  Programs are persistent (at most
-# PROGRAMS_PER_SM per SM, each looping over tiles): at n = 128 building H_n costs twice
-# the work of a whole 64-line tile, so building it once per tile, as one program per tile
-# did, made the B = 2048 rotation 49 us at K = 8192 where moving its bytes takes ~23 us.
+# PROGRAMS_PER_SM per SM, each looping over tiles of TILE_ELEMENTS): at n = 128 building H_n
+# costs more than a whole 32-line tile, so it is built once per program.  Measured on the H100
+# at B = 2048 (bf16, graph replay): 40 us at K = 8192 and 122 us at K = 28672 with 4096-element
+# tiles and 2 programs per SM (a copy of the same bytes: 25 / 80 us; third session, one
+# program per 8192-element tile: 49 us at K = 8192); larger tiles were slower, and loading
+# H_n instead of building it gained nothing at decode sizes
+# (experiments/h100-2026-11-25-session4/probes/probe_rot4.log, probe_decode_pdl.log).
 #
 # Why a matrix product: for bf16/fp16 activations the first pass multiplies values that
 # are exactly representable (x * +-1) by exact +-1 entries with fp32 accumulation, so
@@ -37,9 +41,10 @@ from . import launch
 
 MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
 MIN_DENSE = 16   # tl.dot needs every dimension >= 16
-TILE_ELEMENTS = 8192  # TM * n per program
+TILE_ELEMENTS = 4096  # TM * n per tile
 MIN_PROGRAMS = 8
-PROGRAMS_PER_SM = 1       # persistent programs per SM on a GPU (1 measured best at B = 2048 on the H100)
+ROTATE_STAGES = 3
+PROGRAMS_PER_SM = 2       # persistent programs per SM on a GPU
 INTERPRETER_PROGRAMS = 0  # under the interpreter: 0 = one program per tile (tests lower it to loop)
 
 
@@ -111,8 +116,8 @@ def factor_block(block: int) -> list[int]:
 
 
 def tile_elements() -> int:
-    """TQ_TRITON_ROTATE_TILE: elements per program, a power of two from 1024 to 65536 (default
-    8192; experiments: H_n is rebuilt per program, and 16384 / 32768 measured slower)."""
+    """TQ_TRITON_ROTATE_TILE: elements per tile, a power of two from 1024 to 65536 (default
+    4096; 8192-32768 measured slower on the H100)."""
     return int_setting("TQ_TRITON_ROTATE_TILE", TILE_ELEMENTS, lambda v: 1024 <= v <= 65536 and is_power_of_two(v),
                        f"a power of two from 1024 to 65536 (elements per rotation program, default {TILE_ELEMENTS})")
 
@@ -156,6 +161,9 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
         tm = max(MIN_DENSE, min(tile // n, triton.next_power_of_2(triton.cdiv(n_lines, MIN_PROGRAMS))))
         consts = dict(N=n, STRIDE=stride, TM=tm, FIRST=first, PREC=prec, DOT_DTYPE=dot_dtype, PADDED=k < k_padded)
         warps = 8 if tm * n >= 16384 else 4
+        # (the persistent loop is software-pipelined: 3 stages of a 16384-element tile need
+        # 256 KiB of shared memory, over the H100's 227 KiB; larger tiles run unpipelined)
+        stages = ROTATE_STAGES if tm * n <= 8192 else 1
         # (key: the specialization classes of this pass's integer arguments; the launcher
         # adds the constexprs and rotate() the per-call pointer and stride classes)
         n_tiles = triton.cdiv(n_lines, tm)
@@ -163,7 +171,7 @@ def _plan(rows: int, k: int, block: int, k_padded: int, in_dtype: torch.dtype, o
         passes.append(dict(grid=(grid,), n_lines=n_lines, n_tiles=n_tiles,
                            key=(launch.spec(n_lines), launch.spec(k_padded), launch.spec(n_tiles)),
                            scale=1.0 / math.sqrt(block) if last else 1.0, first=first, last=last,
-                           consts=consts, warps=warps))
+                           consts=consts, warps=warps, stages=stages))
     needs_scratch = len(passes) > 1 and out_dtype != torch.float32
     return tuple(passes), needs_scratch
 
@@ -187,6 +195,6 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
         # (launch.py: the key holds what Triton specializes on; signs, scratch and out are fresh.)
         key = (i, p["key"], src.dtype, dst.dtype, src.device, launch.ptr_spec(src), launch.spec(ld), launch.spec(k))
         _launcher(key, p["grid"], (src, dst, signs, p["n_lines"], k, ld, k_padded, p["scale"], p["n_tiles"]), p["consts"],
-                  p["warps"])
+                  p["warps"], p["stages"])
         src, ld = dst, k_padded
     return out
