@@ -130,6 +130,7 @@ def test_level_mode_choice(monkeypatch):
     pd16 = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc), (5, c16))
     assert d.level_mode(pd16, torch.bfloat16)[:2] == (5, fitc)
     assert d.level_mode(pd16, torch.bfloat16, mma_decode=True)[:2] == (d.FP16_TERMS + 5, c16)
+    assert d.level_mode(pd16, torch.float16, mma_decode=True)[0] == 5    # 2^-9 is not below fp16's rounding
     assert d.level_mode(pd16, torch.float32, mma_decode=True)[0] == 0
     monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit16")
     assert d.level_mode(pd16, torch.float16)[0] == d.FP16_TERMS + 5
@@ -487,7 +488,8 @@ def test_decode_tilings():
     assert choose_tiling(1, 1024, 32, 132, torch.bfloat16).split == 8     # small N: cover the SMs
     assert choose_tiling(8, 1024, 32, 132, torch.bfloat16).split == 8
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16).split == 2
-    assert choose_tiling(16, 28672, 64, 132, torch.bfloat16).split == 1    # 224 row tiles: no split
+    assert choose_tiling(16, 28672, 64, 132, torch.bfloat16, fp16_levels=True).split == 1   # 224 row tiles
+    assert choose_tiling(16, 28672, 64, 132, torch.bfloat16).split == 2    # fp32 levels: not measured, split 2
     assert choose_tiling(16, 8192, 64, 132, torch.bfloat16, gather_bound=True).split == 8
     t = choose_tiling(300, 8192, 64, 132, torch.float32)
     assert (t.tn, t.tb, t.split, t.path) == (64, 64, 1, "prefill")

@@ -17,8 +17,9 @@ Variant sets (constants the dispatcher in dispatch.py can choose):
   slice-count pairs, the tensor-core rotation for bf16/fp16 and blocks 32..128, and the
   split-K reduction for each dtype.
   The batch-1 GEMV kernel is compiled for every pass configuration as well, the 4-bit
-  byte-pair lookup (4, 4+4, 4+2 with bf16/fp16 x) on every path, and the chunked
-  prefill's dequant kernel (and its weight-basis form) for every pass configuration.
+  byte-pair lookup (4, 4+4, 4+2 with bf16/fp16 x) on every path, the chunked prefill's
+  dequant kernel for every pass configuration (its weight-basis form for three), and the
+  fp16-level decode for every 2/3/4-bit pass configuration.
 - ``ci``: one variant of each kernel and path (fast; what the CPU test compiles).
 - ``full``: the product of all of the above axes (slow: thousands of compiles).
 """
@@ -198,22 +199,26 @@ def variants(which: str = "default") -> list[Variant]:
     for i, ((bits, res), dt, path) in enumerate(itertools.product(
             ((4, None), (4, 4), (4, 2)), ("bfloat16", "float16"), ("gemv", "decode", "prefill"))):
         out.append(_fused_variant(bits, res, False, dt, path, (128, 64, 32)[i % 3], i % 2 == 1, pairs=True))
-    # fp16-evaluated polynomial levels (TQ_CUTILE_LEVELS=fit16): 2/3/4-bit passes on every path
-    for i, ((bits, res), path) in enumerate(itertools.product(
-            ((2, None), (3, None), (4, None), (4, 4), (4, 2), (3, 2)), ("gemv", "decode", "prefill"))):
-        out.append(_fused_variant(bits, res, "fp16", ("bfloat16", "float16")[i % 2], path, (128, 64, 32)[i % 3],
-                                  i % 2 == 1, exact=i % 4 != 3))
+    # fp16-evaluated polynomial levels: the B = 2-16 decode (their default, bf16) for every 2/3/4-bit
+    # pass configuration; GEMV and prefill (only when TQ_CUTILE_LEVELS=fit16) for two of them
+    for i, (bits, res) in enumerate(((2, None), (3, None), (4, None), (4, 4), (4, 2), (3, 2))):
+        out.append(_fused_variant(bits, res, "fp16", "bfloat16", "decode", (128, 64, 32)[i % 3], i % 2 == 1,
+                                  exact=i % 4 != 3))
+    for i, ((bits, res), path) in enumerate(itertools.product(((4, None), (3, 2)), ("gemv", "prefill"))):
+        out.append(_fused_variant(bits, res, "fp16", ("bfloat16", "float16")[i % 2], path, (128, 64)[i % 2],
+                                  i % 2 == 1))
     for i, (bits, res) in enumerate(((4, None), (4, 4), (3, 2))):
         out.append(_dequant_variant(bits, res, "fp16", ("bfloat16", "float16")[i % 2], (128, 64, 32)[i]))
     # the chunked prefill's dequant for every pass configuration (and the pair tables)
-    # (and its weight-basis form, which takes the same constants)
-    for unrot in (False, True):
-        for i, (bits, res) in enumerate(PASS_CONFIGS):
-            out.append(_dequant_variant(bits, res, i % 2 == 1, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i % 3],
-                                        exact=i % 4 != 1, unrotate=unrot))
-        for i, (bits, res) in enumerate(((4, None), (4, 4), (4, 2))):
-            out.append(_dequant_variant(bits, res, False, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i],
-                                        pairs=True, unrotate=unrot))
+    for i, (bits, res) in enumerate(PASS_CONFIGS):
+        out.append(_dequant_variant(bits, res, i % 2 == 1, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i % 3],
+                                    exact=i % 4 != 1))
+    for i, (bits, res) in enumerate(((4, None), (4, 4), (4, 2))):
+        out.append(_dequant_variant(bits, res, False, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i], pairs=True))
+    # its opt-in weight-basis form (TQ_PREFILL_UNROTATE=1): one pass and two residual configurations
+    for i, (bits, res) in enumerate(((4, None), (4, 4), (3, 2))):
+        out.append(_dequant_variant(bits, res, i == 2, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i],
+                                    pairs=i < 2, exact=i != 1, unrotate=True))
     return out
 
 

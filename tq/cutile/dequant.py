@@ -70,7 +70,7 @@ def dequant_kernel(out, a0, a1, na, ca, qa, b0, b1, nb, cb_, qb, row_tile0, tile
     ct.store(out, (nt, kt), w.astype(out.dtype), check_bounds=False)
 
 
-# The weight-basis form (the default where a K tile is one rotation block, TK == R): each tile of
+# The weight-basis form (TQ_PREFILL_UNROTATE=1, where a K tile is one rotation block, TK == R): each tile of
 # W_rot is rotated back, W_hat = (W_rot @ H_R) * s / sqrt(R) (tq/triton/unrotate.py has the
 # derivation), so cuBLAS multiplies the caller's x and the prefill has no activation rotation.
 # Per pass the levels (rounded to fp16: tables are fp16 already) go through one mma against

@@ -125,7 +125,7 @@ def fit_odd_polynomial(levels, max_terms: int = FIT_MAX_TERMS, tol: float = FIT_
 
 LEVEL_MODES = ("fit", "fit16", "pairs", "gather")
 FP16_TERMS = 16   # levels.FP16_TERMS (kept here too: this module does not import cuda.tile)
-FIT16_TOL = 2.0 ** -9   # fp16-evaluated levels: relative error bound (half a bf16 ulp)
+FIT16_TOL = 2.0 ** -9   # fp16-evaluated levels: relative error bound (half a bf16 ulp; default for bf16 x only)
 
 
 def fp16_coefficients(coef_w: np.ndarray, bits: int) -> np.ndarray:
@@ -187,12 +187,14 @@ def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple
       fit     the polynomial in fp32 (fitted: levels within 2^-11 of the table);
       pairs   the 4-bit byte-pair table (levels rounded to dt);
       gather  one gather per weight.
-    Unset: fit16 for the batch 2-16 tensor-core decode (mma_decode; on the H100 17-27% faster
-    than fit at B = 4-16), fit elsewhere: at B = 1 the fp32 chain folds the norm into its
+    Unset: fit16 for the batch 2-16 tensor-core decode with bf16 x (mma_decode; on the H100
+    17-27% faster than fit at B = 4-16; its 2^-9 bound is below bf16's own rounding of the
+    levels, not fp16's, so fp16 x keeps fit), fit elsewhere: at B = 1 the fp32 chain folds the norm into its
     coefficients, and fit16 measured 17-20% slower there (8-9% slower still with the norms
     folded into fp16 coefficients, an experiment not kept: probes/probe_gemv16.log)."""
     pref = level_preference()
-    if dt in PAIR_MODES and pd.fit16 is not None and (pref == "fit16" or (pref is None and mma_decode)):
+    if dt in PAIR_MODES and pd.fit16 is not None and (
+            pref == "fit16" or (pref is None and mma_decode and dt == torch.bfloat16)):
         return FP16_TERMS + pd.fit16[0], pd.fit16[1], pd.table
     if pd.terms > 0:
         return pd.terms, pd.coef, pd.table
@@ -257,7 +259,9 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                      _horner_levels(cw, p.bits))
             f16 = fit16_for(cw, p.bits, exact)
             if f16 is not None:
-                pd.fit16 = (cw.size, torch.tensor(f16[0], dtype=torch.float32, device=dev))
+                # (rounded to fp16 here, exactly as the host model did: the kernel's fp32 -> fp16
+                # cast then changes nothing)
+                pd.fit16 = (cw.size, torch.tensor(f16[0].astype(np.float16).astype(np.float32), device=dev))
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -299,9 +303,9 @@ def _fill_sms(split: int, n_tiles: int, k_tiles: int, sms: int) -> int:
 
 
 def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dtype,
-                  gather_bound: bool = False) -> Tiling:
-    """Decode (B <= 16): TB = 16; split-K 2 with register levels, else until there are >= 2
-    programs per SM.
+                  gather_bound: bool = False, fp16_levels: bool = False) -> Tiling:
+    """Decode (B <= 16): TB = 16; split-K 2 with register levels (1 with fp16 levels where the
+    row tiles alone give >= 1.5 programs per SM), else until there are >= 2 programs per SM.
     Prefill: TB = 64 or 128 (fp32: 64, to keep the fp32 tiles in registers), no split."""
     tn = 128
     if batch <= DECODE_MAX_BATCH and _env_override("TQ_CUTILE_DECODE"):
@@ -330,8 +334,9 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
             # levels (fit16), split 1 where the row tiles alone give >= 1.5 programs per SM:
             # 28672x8192 B = 16 179.5 us against 195.5 (split 2); at 64 row tiles split 1 is
             # 1.6-1.8x slower (experiments/h100-2026-11-25-session4/probes/probe_dec16b.log).
+            # (Measured with fit16 only, so the fp32 chain keeps split 2.)
             n_tiles = -(-n // tn)
-            split = 1 if (n_tiles * 2 >= 3 * sms or k_tiles < 4) else 2
+            split = 1 if ((fp16_levels and n_tiles * 2 >= 3 * sms) or k_tiles < 4) else 2
             return Tiling(tn, tb, _fill_sms(split, n_tiles, k_tiles, sms), "decode")
         n_tiles = -(-n // tn)
         split = 1
@@ -523,8 +528,10 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     vs = tuple(sorted({p.slices for p in wd.passes}))
     form, rgrid, rot_consts = rotate_launch(r, kp, bsz, dt, sms, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
-    t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0))
-    if t.path == "decode" and bsz > 1:   # (fit16 or fit: both register levels, same tiling)
+    mma16 = level_mode(pa, dt, mma_decode=True)[0] > FP16_TERMS
+    t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0),
+                      fp16_levels=bsz > 1 and mma16)
+    if t.path == "decode" and bsz > 1:   # (fit16 or fit: both register levels, same tiling rule)
         (ta, *la), (tb, *lb) = level_mode(pa, dt, mma_decode=True), level_mode(pb or pa, dt, mma_decode=True)
     pcon = _pass_consts(pa, pb, ta, tb)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
@@ -631,7 +638,8 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
     the first dequant."""
     bsz, n, kp, dt, dev = x2.shape[0], qw.out_features, qw.k_padded, x2.dtype, x2.device
     y = torch.empty((bsz, n), dtype=dt, device=dev)
-    xr = torch.empty((1, bsz, kp), dtype=dt, device=dev)
+    unrotating = plan.rotate_form == "weight"
+    xr = None if unrotating else torch.empty((1, bsz, kp), dtype=dt, device=dev)
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
     tn = plan.tiling.tn
@@ -642,7 +650,6 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
         _launch(kern, grid, args, ("rotate-" + plan.rotate_form, str(dt), str(dt)) + plan.rotate_consts)
         return xr[0]
 
-    unrotating = plan.rotate_form == "weight"
     sms = _sm_count(dev)
 
     def dequant(buf, r0, rows):

@@ -55,7 +55,7 @@ def _store_slices(out, t, bt, r, R: ConstInt, TB: ConstInt, V: ConstInt):
         ct.store(out, (s, bt, r), piece.astype(out.dtype))
 
 
-# Tensor-core form for bf16/fp16 x and R <= MMA_MAX_BLOCK: x_rot = (s * x) @ H_R / sqrt(R).
+# Tensor-core form for bf16/fp16 x and R in dispatch.ROTATE_MMA_BLOCKS (32-128): x_rot = (s * x) @ H_R / sqrt(R).
 # s * x is exact in x's dtype, H_R's entries are exact +-1 in it, and the mma accumulates
 # in fp32, so this equals the butterfly up to the order of fp32 additions (both end in one
 # rounding to the output dtype).  It replaces log2(R) reshape/extract/cat stages, which the

@@ -442,7 +442,12 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
     """One launch of cfg (x: the unrotated activation, which the chunked form takes in the
     weight basis)."""
     if cfg.chunk_rows:
-        _launch_chunked(qw, prep, x if weight_basis(qw) else x_rot, y, bias, cfg.chunk_rows)
+        if weight_basis(qw):
+            if x is None:
+                raise ValueError("the weight-basis chunked prefill multiplies the unrotated x: pass x")
+            _launch_chunked(qw, prep, x, y, bias, cfg.chunk_rows)
+        else:
+            _launch_chunked(qw, prep, x_rot, y, bias, cfg.chunk_rows)
         return
     n, k_pad = qw.out_features, qw.k_padded
     tk = lut4_tile_width(qw.group_size)
