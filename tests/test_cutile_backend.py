@@ -152,7 +152,7 @@ def test_fp16_levels_emulation(codebook, bits):
     pd = d.weight_data(qw).passes[0]
     assert pd.fit16 is not None
     cw = (pd.coef if pd.terms > 0 else pd.fit[1]).double().numpy()
-    exact = (qw.passes[0].levels.double().numpy() / math.sqrt(128) if pd.terms == 0 else d._horner_levels(cw, bits))
+    exact = qw.passes[0].levels.double().numpy() / math.sqrt(128)
     got = d.fp16_levels(cw, bits)
     assert np.max(np.abs(got - exact) / np.abs(exact)) <= d.FIT16_TOL
     assert np.all(got.astype(np.float16).astype(np.float64) == got)      # fp16 values
@@ -508,7 +508,8 @@ def test_rotation_forms(monkeypatch):
     monkeypatch.setenv("TQ_CUTILE_ROTATE", "fast")
     with pytest.raises(ValueError, match="TQ_CUTILE_ROTATE must be 'mma' or 'butterfly'"):
         d.rotate_form(128, torch.bfloat16)
-    h = d.hadamard(32, torch.float16, "cpu")
+    from tq.rotation import hadamard_torch
+    h = hadamard_torch(32, torch.float16, "cpu")   # (the H_R the mma rotation takes)
     assert torch.equal(h.double() @ h.double(), 32 * torch.eye(32, dtype=torch.float64))
 
 

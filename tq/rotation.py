@@ -58,7 +58,8 @@ def hadamard_matrix_np(size: int) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=32)
-def _hadamard_torch(size: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+def hadamard_torch(size: int, dtype: torch.dtype, device: str) -> torch.Tensor:
+    """H_size (entries +-1, exact in every float dtype) on device, kept per (size, dtype, device)."""
     return torch.tensor(hadamard_matrix_np(size), dtype=dtype, device=device)
 
 
@@ -90,7 +91,7 @@ def fwht_torch(x: torch.Tensor) -> torch.Tensor:
     """Unnormalized Walsh-Hadamard transform along the last dim, any device/float dtype."""
     size = x.shape[-1]
     if size <= DENSE_HADAMARD_MAX:
-        return x @ _hadamard_torch(size, x.dtype, str(x.device))
+        return x @ hadamard_torch(size, x.dtype, str(x.device))
     a, b = _split(size)
     y = x.reshape(*x.shape[:-1], a, b)
     y = fwht_torch(y)

@@ -30,6 +30,7 @@ import torch
 
 from .. import chunked
 from ..format import QuantizedWeight
+from ..rotation import hadamard_torch
 from ..settings import int_setting
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
@@ -206,12 +207,6 @@ def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple
     return 0, pd.coef, pd.table
 
 
-def _horner_levels(coef_w: np.ndarray, bits: int) -> np.ndarray:
-    # float64 levels of a polynomial codebook from its Horner coefficients in w = idx - u_max
-    w = np.arange(1 << bits) - ((1 << bits) - 1) / 2.0
-    return sum(c * w ** (2 * j + 1) for j, c in enumerate(coef_w))
-
-
 def k_tile(qw: QuantizedWeight) -> int:
     """Columns per K tile: a power of two <= 128 dividing G, so a tile never spans two groups."""
     return min(128, qw.group_size & -qw.group_size)
@@ -254,10 +249,9 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                                                     device=dev))
         coef_w = pd.coef if terms > 0 else (pd.fit[1] if pd.fit is not None else None)
         if coef_w is not None:
+            # (a polynomial codebook's stored levels are its polynomial's values too)
             cw = coef_w.double().cpu().numpy()
-            exact = (p.levels.double().cpu().numpy() / math.sqrt(g) if terms == 0 else
-                     _horner_levels(cw, p.bits))
-            f16 = fit16_for(cw, p.bits, exact)
+            f16 = fit16_for(cw, p.bits, p.levels.double().cpu().numpy() / math.sqrt(g))
             if f16 is not None:
                 # (rounded to fp16 here, exactly as the host model did: the kernel's fp32 -> fp16
                 # cast then changes nothing)
@@ -426,17 +420,6 @@ def rotate_launch(block: int, k_padded: int, bsz: int, dt: torch.dtype, sms: int
     return form, (-(-bsz // tb), cols, 1), (block, tb, v0, v1)
 
 
-_hadamards: dict = {}
-
-
-def hadamard(block: int, dt: torch.dtype, dev) -> torch.Tensor:
-    """H_R (entries +-1, exact in bf16/fp16) on dev, kept per (R, dtype, device)."""
-    from ..rotation import hadamard_matrix_np
-    key = (block, dt, str(dev))
-    h = _hadamards.get(key)
-    if h is None:
-        h = _hadamards[key] = torch.tensor(hadamard_matrix_np(block), dtype=dt, device=dev)
-    return h
 
 
 @dataclasses.dataclass
@@ -522,17 +505,17 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
         plan = Plan(Tiling(dtn, bsz, 1, "chunked"), (1,), rgrid, rconsts,
                     unrotate_kernel if form == "weight" else dequant_kernel, None, consts, None, None, None,
                     (la, lb), chunk, form,
-                    hadamard(r, torch.float16 if form == "weight" else dt, dev) if form != "butterfly" else None)
+                    hadamard_torch(r, torch.float16 if form == "weight" else dt, str(dev)) if form != "butterfly" else None)
         wd.plans[key] = plan
         return plan
     vs = tuple(sorted({p.slices for p in wd.passes}))
     form, rgrid, rot_consts = rotate_launch(r, kp, bsz, dt, sms, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
-    mma16 = level_mode(pa, dt, mma_decode=True)[0] > FP16_TERMS
+    mma_modes = level_mode(pa, dt, mma_decode=True), level_mode(pb or pa, dt, mma_decode=True)
     t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0),
-                      fp16_levels=bsz > 1 and mma16)
+                      fp16_levels=bsz > 1 and mma_modes[0][0] > FP16_TERMS)
     if t.path == "decode" and bsz > 1:   # (fit16 or fit: both register levels, same tiling rule)
-        (ta, *la), (tb, *lb) = level_mode(pa, dt, mma_decode=True), level_mode(pb or pa, dt, mma_decode=True)
+        (ta, *la), (tb, *lb) = mma_modes
     pcon = _pass_consts(pa, pb, ta, tb)
     if bsz == 1 and t.path == "decode" and not _env_override("TQ_CUTILE_NO_GEMV"):
         # (bounds checks only where a tile can leave the array: they turn wide loads into byte loads)
@@ -545,7 +528,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     plan = Plan(t, vs, rgrid, rot_consts, kern, (-(-n // t.tn), t.split, -(-bsz // t.tb)),
                 consts, (-(-bsz // red_tb), -(-n // 128), 1) if t.split > 1 else None,
                 (t.split, red_tb, 128, has_bias) if t.split > 1 else None, None, (la, lb), rotate_form=form,
-                rotate_h=hadamard(r, dt, dev) if form == "mma" else None)
+                rotate_h=hadamard_torch(r, dt, str(dev)) if form == "mma" else None)
     if bsz <= DECODE_MAX_BATCH:
         # Decode scratch (activation copies + split-K workspace) is shared by every weight of the
         # same shape on this stream: kernels on one stream run in order, so reuse is safe, and

@@ -191,12 +191,6 @@ class PrefillConfig:
     num_stages: int = 3
 
 
-def _sm_count(device) -> int:
-    if device.type != "cuda":
-        return 8
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def fit_tk(tk: int, k_padded: int, driver_width: int, dot: bool) -> int:
     """Clamp a tile width: >= 32 columns, >= 16 driver bytes for tl.dot, no wider than K_pad needs."""
     tk = min(tk, max(32, triton.next_power_of_2(k_padded)))
@@ -206,7 +200,7 @@ def fit_tk(tk: int, k_padded: int, driver_width: int, dot: bool) -> int:
 
 
 def decode_candidates(n: int, k_padded: int, batch: int, driver_width: int, device) -> list[DecodeConfig]:
-    sms = _sm_count(device)
+    sms = launch.sm_count(device)
     if interpreting():
         return [DecodeConfig(tn=32, tk=fit_tk(128, k_padded, driver_width, batch > 1), split=1, num_warps=4)]
     out = []
@@ -391,7 +385,7 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
                 return [chunked]
             out.append(chunked)  # 256 < B < 1024: the tuner times it against the fused kernel
         return out
-    sms = _sm_count(device)
+    sms = launch.sm_count(device)
     n_tiles = k_padded // tk
     # Batch 1: the FMA GEMV (BM = 1) beat the tuned tensor-core form on the H100
     # (kernel time, 8192x8192: 27.6 vs 30.5 us; 28672x8192: 83.6 vs 102.9 us; see
@@ -567,7 +561,7 @@ def _launch_unrotate(qw, prep, out, row0, rows):
     n_tiles = qw.k_padded // tk
     row_blocks = triton.cdiv(rows, UNROTATE_ROWS)
     # (interpreted: two programs along K, so the tile loop is exercised in CI)
-    k_programs = min(n_tiles, 2 if interp else max(1, UNROTATE_PROGRAMS_PER_SM * _sm_count(out.device) // row_blocks))
+    k_programs = min(n_tiles, 2 if interp else max(1, UNROTATE_PROGRAMS_PER_SM * launch.sm_count(out.device) // row_blocks))
     args = (out, rotate._signs(qw.k_padded, int(qw.seed), out.device), h) + weight_args + (
         row0, rows, qw.n_groups, prep.inv_sqrt_g, 1.0 / math.sqrt(tk), qw.group_size // tk, n_tiles,
         weight_args[0].stride(0), out.stride(0))

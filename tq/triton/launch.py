@@ -15,6 +15,7 @@ or when a launch hook is installed (profilers), every launch takes the normal pa
 """
 from __future__ import annotations
 
+import functools
 import os
 
 import torch
@@ -156,6 +157,14 @@ def record_replay(fn, static: list, named: dict):
     return Replay(records, static, named)
 
 
+@functools.lru_cache(maxsize=None)
+def sm_count(device: torch.device) -> int:
+    """Streaming multiprocessors of a CUDA device (8 for a CPU device: the interpreter)."""
+    if device.type != "cuda":
+        return 8
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
 def current_raw_stream(device: torch.device) -> int:
     return torch._C._cuda_getCurrentRawStream(device.index if device.index is not None else torch.cuda.current_device())
 
@@ -164,5 +173,5 @@ def _current_stream(args) -> int:
     return current_raw_stream(next(a.device for a in args if isinstance(a, torch.Tensor)))
 
 
-__all__ = ["Launcher", "Replay", "record_replay", "hooks_installed", "current_raw_stream", "spec", "ptr_spec",
+__all__ = ["Launcher", "Replay", "record_replay", "hooks_installed", "current_raw_stream", "sm_count", "spec", "ptr_spec",
            "signature_key", "triton"]

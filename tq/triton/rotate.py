@@ -122,11 +122,6 @@ def tile_elements() -> int:
                        f"a power of two from 1024 to 65536 (elements per rotation program, default {TILE_ELEMENTS})")
 
 
-@functools.lru_cache(maxsize=None)
-def _sm_count(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 @functools.lru_cache(maxsize=64)
 def _signs(k_padded: int, seed: int, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(random_signs(k_padded, seed), dtype=torch.float32, device=device)
@@ -187,7 +182,7 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
     signs = _signs(k_padded, int(seed), x2.device)
     interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
     passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype, interpreting, tile_elements(),
-                                  INTERPRETER_PROGRAMS if interpreting else PROGRAMS_PER_SM * _sm_count(x2.device))
+                                  INTERPRETER_PROGRAMS if interpreting else PROGRAMS_PER_SM * launch.sm_count(x2.device))
     scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
     src, ld = x2, x2.stride(0)
     for i, p in enumerate(passes):
