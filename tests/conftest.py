@@ -32,7 +32,7 @@ def gen(seed) -> torch.Generator:
 
 # Every module with @triton.jit functions, dependencies first.
 TRITON_KERNEL_MODULES = ("tq.triton.tiles", "tq.triton.dequant", "tq.triton.decode", "tq.triton.prefill",
-                         "tq.triton.rotate", "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.unrotate",
+                         "tq.triton.rotate", "tq.triton.lut4", "tq.triton.lutmm", "tq.triton.lutmma", "tq.triton.unrotate",
                          "tq.triton.dispatch")
 
 

@@ -58,3 +58,33 @@ def test_lut4_dequant_kernel_compiles_for_gpu(compiled_triton_kernels, arch):
     compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": 4})
     assert compiled.asm["ptx"].count("prmt.b32") >= 12
+
+
+@pytest.mark.parametrize("arch", [80, 90])
+@pytest.mark.parametrize("bb,warps,bn", [(8, 4, 64), (16, 4, 128), (8, 8, 128)])
+def test_mma_kernel_compiles_with_assumed_layout(compiled_triton_kernels, arch, bb, warps, bn):
+    """AOT compile (no GPU): the PTX assembles and Triton's layout is the one the fragments assume."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import triton.language as tl
+    import tq.triton.lutmma as lutmma
+
+    kernel = lutmma.lut4_mma_kernel
+    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
+             "inv_sqrt_g": "fp32"}
+    for p in ("a", "r"):
+        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
+        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    consts = dict(BN=bn, BB=bb, WARPS=warps, RESIDUAL=True, PARTIAL=True, HAS_BIAS=True, USE_ASM=True,
+                  UNROLL=2, DEPTH=2, ASM_A=lutmma.ptx_for("bf16", bb, True), ASM_R=lutmma.ptx_for("f16", bb, False))
+    # pointers 16-byte aligned and the strides multiples of 16, as at a real launch
+    names = kernel.arg_names
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
+             if n not in consts and (types.get(n, "i32").startswith("*") or n in ("ld_pl", "ld_x", "ld_y", "N"))}
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    compiled = triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": warps, "num_stages": 1})
+    mmas = compiled.asm["ptx"].count("mma.sync.aligned.m16n8k16")
+    assert mmas and mmas % (8 * bb // 8) == 0  # 8 k steps per batch tile of 8, per asm call
+    assert lutmma.layout_ok(compiled.asm["ttgir"], warps)

@@ -99,6 +99,7 @@ def test_launcher_cache_keys_on_constexprs(monkeypatch):
     assert len(kernel.compiles) == 1
     launcher("k", (2,), (x, 5), {"A": 1, "B": True}, num_warps=4)    # other constexpr: compile
     launcher("k", (2,), (x, 5), {"A": 1, "B": False}, num_warps=8)   # other launch option: compile
-    assert len(kernel.compiles) == 3
-    cached = launcher._compiled[("k", (("A", 1), ("B", False)), 4, 3)][0]
+    launcher("k", (2,), (x, 5), {"A": 1, "B": False}, num_warps=4, maxnreg=128)  # compile option: compile
+    assert len(kernel.compiles) == 4
+    cached = launcher._compiled[("k", (("A", 1), ("B", False)), 4, 3, ())][0]
     assert len(cached.calls) == 1 and cached.calls[0][2] == (x, 5, 1, False)

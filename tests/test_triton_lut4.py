@@ -86,6 +86,10 @@ def run_ptx(asm: str, operands: dict) -> dict:
             r = src[0] >> src[1]
         elif op == "shl.b32":
             r = (src[0] << src[1]) & M32
+        elif op == "mul.lo.u32":
+            r = (src[0] * src[1]) & M32
+        elif op == "mul.hi.u32":
+            r = (src[0] * src[1]) >> 32
         elif op == "prmt.b32":
             r = _prmt(*src)
         elif op == "lop3.b32":

@@ -28,7 +28,7 @@ from ..chunked import chunk_rows_for
 from ..codebook import poly_basis
 from ..experiments.timing import l2_bytes
 from ..format import QuantizedWeight
-from . import decode, launch, lut4, lutmm, prefill, rotate, unrotate
+from . import decode, launch, lut4, lutmm, lutmma, prefill, rotate, unrotate
 from .dequant import MAX_POLY_TERMS
 
 SUPPORTED_BITS = (2, 3, 4, 8)
@@ -76,6 +76,7 @@ class PreparedWeight:
     key: tuple = ()         # the quantization part of the tuning key
     lut4_args: dict = dataclasses.field(default_factory=dict)  # operand dtype -> lut4 kernel arguments
     lut4_ok: dict = dataclasses.field(default_factory=dict)    # operand dtype -> lut4 path taken
+    mma_sym: dict = dataclasses.field(default_factory=dict)    # operand dtype -> per pass: symmetric levels
 
 
 def horner_coefficients(codebook) -> np.ndarray | None:
@@ -361,10 +362,64 @@ class Lut4Config:
     scale_w: bool
     unroll: int = 1
     chunk_rows: int = 0   # > 0: chunked dequant + cuBLAS instead of the fused kernel (prefill)
+    mma: bool = False     # decode by lutmma.py (mma.sync on the lookup's registers); bm: 8 or 16
+    depth: int = 1        # lutmma.py: weight tiles prefetched ahead (1-3)
+    maxnreg: int = 0      # > 0: register cap per thread (more resident warps)
+
+
+MMA_TILE = 128  # lutmma.py's K tile: 4 lanes x 32 columns
+
+
+def mma_enabled() -> bool:
+    """TQ_TRITON_MMA=0 keeps batch 1-16 on lutmm.py's kernels (for comparisons)."""
+    return os.environ.get("TQ_TRITON_MMA", "1") != "0"
+
+
+def mma_reason(tk: int, device) -> str | None:
+    """None when lutmma.py can serve a 4-bit weight of K tile tk at decode on device, else why not."""
+    if not mma_enabled():
+        return "disabled by TQ_TRITON_MMA=0"
+    if tk != MMA_TILE:
+        return f"group size not a multiple of {MMA_TILE} (K tile {tk})"
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (8, 0):
+        return "mma.sync.m16n8k16 with bf16 needs compute capability 8.0"
+    return None
+
+
+def _mma_candidates(n: int, k_padded: int, batch: int, device) -> list[Lut4Config]:
+    bb = 8 if batch <= 8 else 16
+    if interpreting():
+        return [Lut4Config(bn=16, bm=bb, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False, mma=True)]
+    sms = launch.sm_count(torch.device(device))
+    n_tiles = k_padded // MMA_TILE
+    # Measured on the H100 (experiments/h100-2026-11-25-session5/probes/probe_mma*.log), kernel
+    # alone, 4-bit g128 on the three benchmark shapes:
+    #   B <= 8: 128 rows x 8 warps, 2 tiles prefetched, a 128-register cap (2 CTAs per SM)
+    #           led (22.3 / 59.0 / 57.0 us), 64 x 4 warps within 1-4%;
+    #   B <= 16: 256 rows x 4 warps (each thread 4 row pairs sharing one load of x: x is 4x
+    #           the weight's bytes per warp and tile here) led (30.1 / 83.2 / 81.3 us) over
+    #           64-128 rows (32.4 / 87.9-90 us); a deeper prefetch did not help there.
+    if bb == 8:
+        tilings = [(128, 8, 2, 128), (64, 4, 2, 128)]
+    else:
+        tilings = [(256, 4, 1, 0), (128, 8, 1, 0), (64, 4, 1, 0)]
+    out = []
+    for bn, warps, depth, maxnreg in tilings:
+        programs = triton.cdiv(n, bn)
+        splits = {1}
+        for target in (2 * sms, 4 * sms):
+            splits.add(max(1, min(n_tiles, target // programs)))
+        for split in sorted(splits):
+            out.append(Lut4Config(bn=bn, bm=bb, split=split, group_m=1, num_warps=warps, num_stages=1,
+                                  scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg))
+    return out
 
 
 def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[Lut4Config]:
     decode_path = batch <= DECODE_MAX_BATCH
+    if decode_path and mma_reason(tk, device) is None:
+        return _mma_candidates(n, k_padded, batch, device)
     if interpreting():
         return [Lut4Config(bn=32, bm=(1 if batch == 1 else 16) if decode_path else 32, split=1, group_m=4,
                            num_warps=4, num_stages=1, scale_w=not decode_path)]
@@ -435,6 +490,9 @@ _lut4_launcher = launch.Launcher(lutmm.lut4_matmul_kernel)
 def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
     """One launch of cfg (x: the unrotated activation, which the chunked form takes in the
     weight basis)."""
+    if cfg.mma:
+        _launch_mma(cfg, qw, prep, x_rot, y, bias, batch)
+        return
     if cfg.chunk_rows:
         if weight_basis(qw):
             if x is None:
@@ -466,13 +524,74 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
     _lut4_launcher(key, (blocks, split), args, consts, cfg.num_warps, cfg.num_stages)
 
 
+_mma_launcher = launch.Launcher(lutmma.lut4_mma_kernel)
+
+
+def mma_symmetric_enabled() -> bool:
+    """TQ_TRITON_MMA_SYMMETRIC=0 keeps the general 16-entry lookup for symmetric codebooks too."""
+    return os.environ.get("TQ_TRITON_MMA_SYMMETRIC", "1") != "0"
+
+
+def _mma_asm(qw, prep, dtype: torch.dtype, batch_tile: int) -> tuple[str, str]:
+    """The asm of each pass: the symmetric lookup where the pass's levels are sign-mirrored."""
+    name = "bf16" if dtype == torch.bfloat16 else "f16"
+    sym = prep.mma_sym.get(dtype)
+    if sym is None:  # (once per weight and dtype: it reads the levels back from the device)
+        sym = prep.mma_sym[dtype] = [lutmma.symmetric(lut4.level_bits(p.levels.cpu().numpy(), dtype))
+                                     for p in qw.passes]
+    on = mma_symmetric_enabled()
+    asm = [lutmma.ptx_for(name, batch_tile, s and on) for s in sym]
+    return asm[0], asm[-1]
+_mma_layouts: dict = {}  # compiled variant -> whether its TTGIR has the layout lutmma.py assumes
+
+
+def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
+    n, k_pad = qw.out_features, qw.k_padded
+    n_tiles = k_pad // MMA_TILE
+    per_split = triton.cdiv(n_tiles, cfg.split)
+    split = triton.cdiv(n_tiles, per_split)
+    blocks = triton.cdiv(n, cfg.bn)
+    ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
+    locks = _lock_buffer(y.device, blocks) if split > 1 else y
+    weight_args, weight_key = _lut4_args(prep, qw, y.dtype)
+    args = (x_rot, y, ws, locks, bias if bias is not None else y) + weight_args + (
+        batch, n, qw.n_groups, prep.inv_sqrt_g, qw.group_size // MMA_TILE, per_split, n_tiles, split,
+        weight_args[0].stride(0), x_rot.stride(0), y.stride(0))
+    use_asm = not interpreting()
+    asm_a, asm_r = _mma_asm(qw, prep, y.dtype, cfg.bm)
+    consts = dict(BN=cfg.bn, BB=cfg.bm, WARPS=cfg.num_warps, RESIDUAL=len(qw.passes) > 1, PARTIAL=split > 1,
+                  HAS_BIAS=bias is not None, USE_ASM=use_asm, UNROLL=cfg.unroll, DEPTH=cfg.depth,
+                  ASM_A=asm_a if use_asm else "", ASM_R=asm_r if use_asm else "")
+    key = (weight_key, cfg, y.dtype, y.device, n, k_pad, qw.n_groups, qw.group_size, launch.spec(batch),
+           launch.spec(per_split), launch.spec(split), None if bias is None else bias.dtype, launch.ptr_spec(bias),
+           launch.ptr_spec(x_rot), launch.spec(x_rot.stride(0)))
+    options = {"maxnreg": cfg.maxnreg} if cfg.maxnreg and use_asm else {}
+    if use_asm:
+        # The asm's fragments assume Triton's layout of the [BN, 16] tiles (lutmma.py): check
+        # the compiled kernel before its first launch, and keep lutmm.py's kernel otherwise.
+        ok = _mma_layouts.get(key)
+        if ok is None:
+            compiled = lutmma.lut4_mma_kernel.warmup(*args, grid=(blocks, split), **consts,
+                                                     num_warps=cfg.num_warps, num_stages=cfg.num_stages, **options)
+            ok = _mma_layouts[key] = lutmma.layout_ok(compiled.asm["ttgir"], cfg.num_warps)
+            if not ok:
+                warnings.warn("lutmma: Triton chose another register layout than the mma fragments assume; "
+                              "batch 1-16 falls back to lutmm.py's kernel")
+        if not ok:
+            fallback = Lut4Config(bn=64, bm=1 if batch == 1 else 16, split=cfg.split, group_m=1, num_warps=4,
+                                  num_stages=3, scale_w=False)
+            _launch_lut4(fallback, qw, prep, x_rot, y, bias, batch)
+            return
+    _mma_launcher(key, (blocks, split), args, consts, cfg.num_warps, cfg.num_stages, **options)
+
+
 def _run_lut4(x2, qw, prep, y, bias, batch):
     # Under the interpreter bf16 stays fp32 (its tl.dot mishandles bf16); the levels are
     # still the bf16-rounded ones, so only the activation rounding differs from the GPU.
     rot_dtype = torch.float32 if interpreting() else x2.dtype
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
     key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype,
-           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH else 0)
+           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH else mma_enabled())
     # (the chunk rows follow the workspace budget; the basis changes what the chunked form costs)
     tk = lut4_tile_width(qw.group_size)
     cfg = _tuned.get(key)

@@ -75,10 +75,11 @@ class Launcher:
         self.arg_names = tuple(kernel.arg_names)
         self._compiled: dict = {}
 
-    def __call__(self, key, grid, args: tuple, consts: dict, num_warps: int, num_stages: int = 3):
-        """Launch kernel[grid](*args, **consts); key: see the module docstring."""
+    def __call__(self, key, grid, args: tuple, consts: dict, num_warps: int, num_stages: int = 3, **options):
+        """Launch kernel[grid](*args, **consts); key: see the module docstring; options: further
+        compile options (maxnreg)."""
         # The constexprs and launch options are part of the key here, so no caller can forget one.
-        key = (key, tuple(consts.items()), num_warps, num_stages)
+        key = (key, tuple(consts.items()), num_warps, num_stages, tuple(sorted(options.items())))
         hit = self._compiled.get(key)
         if hit is not None and not hooks_installed():
             compiled, names = hit
@@ -90,7 +91,7 @@ class Launcher:
             if Launcher.recording is not None:
                 Launcher.recording.append((compiled, names, grid, args, consts))
             return
-        compiled = self.kernel[grid](*args, **consts, num_warps=num_warps, num_stages=num_stages)
+        compiled = self.kernel[grid](*args, **consts, num_warps=num_warps, num_stages=num_stages, **options)
         # Cached only when the argument order is certain: the runtime arguments are the
         # leading parameters and the constexprs are all the others.
         names = self.arg_names[len(args):]

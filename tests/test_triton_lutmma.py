@@ -1,0 +1,190 @@
+"""The tensor-core decode kernel (tq/triton/lutmma.py): lookup registers straight into mma.sync.
+
+CPU checks, needing no GPU:
+- the PTX of one asm call run for a whole warp through a NumPy model (lut4's prmt/lop3 model
+  per lane, then each mma.sync from the 32 lanes' fragments), against plain float64 math: this
+  checks the fragment bookkeeping (which lane holds which rows, columns and batch rows);
+- the kernel under TRITON_INTERPRET=1 (the same partials from a gather and a dot, in the asm's
+  output order) against the float64 reference, with split-K, bias, residual, odd shapes;
+- the layout guard on TTGIR text (test_triton_aot.py compiles the kernel ahead of time and
+  checks that its TTGIR passes it).
+On a GPU the kernel tests run the compiled PTX.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import tq
+from test_triton_lut4 import CODEBOOKS, ON_GPU, DEVICE, TOL, _rel, run_ptx
+
+M32 = 0xFFFFFFFF
+
+
+def _bits_to_float(bits: np.ndarray, dtype) -> np.ndarray:
+    return torch.from_numpy(bits.astype(np.int32).astype(np.int16)).view(dtype).double().numpy()
+
+
+def _float_bits(values: np.ndarray, dtype) -> np.ndarray:
+    return torch.from_numpy(values.astype(np.float32)).to(dtype).view(torch.int16).numpy().astype(np.int64) & 0xFFFF
+
+
+def _warp_run(asm: str, lanes: list[dict], mma_dtype) -> list[dict]:
+    """Execute the asm for 32 lanes: per-lane integer code, then every mma.sync across the warp."""
+    lines = [ln.strip() for ln in asm.splitlines()]
+    per_lane = "\n".join(ln for ln in lines if not ln.startswith(("mma.", "mov.f32")))
+    regs = [run_ptx(per_lane, ops) for ops in lanes]
+    for r in regs:
+        r["z"] = 0
+    for ln in lines:
+        if ln.startswith("mov.f32") and "z," not in ln.split()[1]:
+            d, src = [t.strip() for t in ln.split(None, 1)[1].rstrip(";").split(",")]
+            for r in regs:
+                r[d] = r[src]
+        if not ln.startswith("mma."):
+            continue
+        groups = re.findall(r"\{([^}]*)\}", ln)
+        d, a, b, c = ([t.strip() for t in g.split(",")] for g in groups)
+        A = np.zeros((16, 16))
+        Bm = np.zeros((16, 8))
+        C = np.zeros((16, 8))
+        f32 = lambda v: np.array([v], dtype=np.uint32).view(np.float32)[0]  # noqa: E731
+        half = lambda v: _bits_to_float(np.array([v & 0xFFFF, v >> 16]), mma_dtype)  # noqa: E731
+        for lane, r in enumerate(regs):
+            g, t = lane // 4, lane % 4
+            for i, (row, col) in enumerate([(g, 2 * t), (g + 8, 2 * t), (g, 2 * t + 8), (g + 8, 2 * t + 8)]):
+                A[row, col:col + 2] = half(r[a[i]])
+            for i, k in enumerate([2 * t, 2 * t + 8]):
+                Bm[k:k + 2, g] = half(r[b[i]])
+            for i, (row, col) in enumerate([(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)]):
+                C[row, col] = f32(r[c[i]])
+        D = (A @ Bm + C).astype(np.float32)
+        for lane, r in enumerate(regs):
+            g, t = lane // 4, lane % 4
+            for i, (row, col) in enumerate([(g, 2 * t), (g, 2 * t + 1), (g + 8, 2 * t), (g + 8, 2 * t + 1)]):
+                r[d[i]] = int(np.array([D[row, col]], dtype=np.float32).view(np.uint32)[0])
+    return regs
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("n_tiles", [1, 2])
+@pytest.mark.parametrize("codebook,sym", [("lloyd-max", True), ("lloyd-max", False), ("asymmetric", False),
+                                          ("mirrored-random", True)])
+def test_ptx_warp_model(dtype, n_tiles, codebook, sym):
+    from tq.triton import lut4, lutmma
+
+    rng = np.random.default_rng(abs(hash((codebook, str(dtype), n_tiles, sym))) % 2**32)
+    if codebook == "mirrored-random":  # any sign-mirrored levels, not only Lloyd-Max's
+        half = np.sort(np.abs(rng.standard_normal(8))) * 2
+        levels = np.concatenate([-half[::-1], half]).astype(np.float32)
+    else:
+        levels = np.asarray(CODEBOOKS[codebook](rng), dtype=np.float32)
+    assert lutmma.symmetric(lut4.level_bits(levels, dtype)) == (codebook != "asymmetric")
+    lv = _bits_to_float(lut4.level_bits(levels, dtype).astype(np.int64), dtype)
+    packed = rng.integers(0, 256, size=(16, 64), dtype=np.int64)  # mma rows 0-7: ra of lane g, 8-15: rb
+    idx = np.zeros((16, 128), dtype=np.int64)
+    for byte in range(64):  # tq/packing.py: block byte j = column j (low nibble), j + 16 (high)
+        col = 32 * (byte // 16) + byte % 16
+        idx[:, col] = packed[:, byte] & 15
+        idx[:, col + 16] = packed[:, byte] >> 4
+    xbits = _float_bits(rng.standard_normal((16, 128)), dtype)  # batch rows 0-15
+    x = _bits_to_float(xbits, dtype)
+    want = lv[idx] @ x.T  # [16 mma rows, 16 batch rows]
+    tables = [v & 0xFFFFFFFFFFFFFFFF for v in lut4.tables(levels, dtype)]
+    first_table = 16 + 16 * n_tiles
+    lanes = []
+    for lane in range(32):
+        g, t = lane // 4, lane % 4
+        ops = {}
+        for part, row in enumerate((g, g + 8)):
+            for w in range(4):
+                b = packed[row, 16 * t + 4 * w: 16 * t + 4 * w + 4]
+                ops[f"${8 + 4 * part + w}"] = int(b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24))
+        for nt in range(n_tiles):
+            pairs = [int(xbits[8 * nt + g, 32 * t + 2 * i] | (xbits[8 * nt + g, 32 * t + 2 * i + 1] << 16))
+                     for i in range(16)]
+            # operand order of the asm: tensor 1 = pairs 0-7 (ra's elements: 0-3, rb's: 4-7), tensor 2 = 8-15
+            for i in range(16):
+                ops[f"${16 + 16 * nt + i}"] = pairs[i]
+        for k in range(4):
+            for j in range(8):
+                ops[f"${first_table + 8 * k + j}"] = tables[k]
+        lanes.append(ops)
+    regs = _warp_run(lutmma._ptx("bf16" if dtype == torch.bfloat16 else "f16", n_tiles, sym), lanes, dtype)
+    f32 = lambda v: float(np.array([v], dtype=np.uint32).view(np.float32)[0])  # noqa: E731
+    scale = np.abs(want).max()
+    for lane, r in enumerate(regs):
+        g, t = lane // 4, lane % 4
+        for out, (row, n) in {0: (g, 2 * t), 1: (g, 2 * t + 1), 4: (g + 8, 2 * t), 5: (g + 8, 2 * t + 1),
+                              2: (g, 8 + 2 * t), 3: (g, 9 + 2 * t), 6: (g + 8, 8 + 2 * t), 7: (g + 8, 9 + 2 * t)}.items():
+            got = f32(r[f"${out}"])
+            expect = want[row, n] if n < 8 * n_tiles else 0.0
+            assert abs(got - expect) <= 1e-5 * scale, (lane, out, got, expect)
+
+
+def test_batch_order_matches_ptx_outputs():
+    """The kernel's batch_of_c is the asm's output order: c % 4 -> n = 2t, 2t+1, 8+2t, 9+2t."""
+    c = np.arange(16)
+    batch = 2 * (c // 4) + c % 2 + 8 * ((c % 4) // 2)
+    assert sorted(batch) == list(range(16))
+    assert list(batch[:4]) == [0, 1, 8, 9] and list(batch[4:8]) == [2, 3, 10, 11]
+
+
+GOOD = """#blocked = #ttg.blocked<{sizePerThread = [1, 4], threadsPerWarp = [8, 4], warpsPerCTA = [4, 1], order = [1, 0]}>
+#blocked1 = #ttg.blocked<{sizePerThread = [1, 1], threadsPerWarp = [32, 1], warpsPerCTA = [4, 1], order = [0, 1]}>
+    %5 = tt.elementwise_inline_asm "{ mma.sync.aligned... }" {constraints = "=r"} %1, %2 : tensor<64x16xi32, #blocked>, i64 -> tensor<64x16xf32, #blocked>
+"""
+
+
+def test_layout_guard():
+    from tq.triton import lutmma
+
+    assert lutmma.layout_ok(GOOD, 4)
+    assert not lutmma.layout_ok(GOOD, 8)  # other warp count than the kernel assumes
+    assert not lutmma.layout_ok(GOOD.replace("threadsPerWarp = [8, 4]", "threadsPerWarp = [4, 8]"), 4)
+    assert not lutmma.layout_ok(GOOD.replace("tensor<64x16xf32, #blocked>", "tensor<64x16xf32, #blocked1>"), 4)
+    assert not lutmma.layout_ok(GOOD.replace("mma.sync", "fma"), 4)  # no asm call found
+
+
+# ---------------------------------------------------------------------------
+# The kernel against the reference (interpreter on the CPU, PTX on a GPU)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("group,residual,codebook", [(128, None, "gaussian"), (256, 4, "gaussian-poly"),
+                                                     (None, None, "beta")])
+def test_mma_kernel_parity(triton_backend, gen, dtype, group, residual, codebook):
+    from tq.triton import dispatch
+
+    n, k = 45, 512 if group != 256 else 768  # odd N; full row: one 512-column group
+    qw = tq.quantize(torch.randn(n, k, generator=gen).to(DEVICE), bits=4, group_size=group,
+                     residual_bits=residual, codebook=codebook, seed=int(torch.randint(0, 999, (1,), generator=gen)))
+    prep = dispatch.prepare_weight(qw)
+    bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
+    rot_dtype = dtype if ON_GPU else torch.float32
+    for batch, bn, warps, split in [(1, 16, 1, 1), (3, 32, 2, 3), (8, 64, 4, 2), (9, 16, 1, 4), (16, 32, 1, 1)]:
+        cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=split, group_m=1, num_warps=warps,
+                                  num_stages=1, scale_w=False, unroll=2, mma=True)
+        x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
+        x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
+        y = torch.full((batch, n), float("nan"), device=DEVICE, dtype=dtype)
+        dispatch._launch_mma(cfg, qw, prep, x_rot, y, bias if batch % 2 else None, batch)
+        assert _rel(y, x, qw, bias if batch % 2 else None) < TOL[dtype], (batch, cfg)
+        assert int(dispatch._lock_buffer(y.device, 1).abs().sum()) == 0
+
+
+def test_mma_chosen_for_decode_and_switch(monkeypatch):
+    from tq.triton import dispatch
+
+    cpu = torch.device("cpu")
+    assert dispatch.mma_reason(128, cpu) is None
+    assert "multiple of 128" in dispatch.mma_reason(64, cpu)
+    cands = dispatch.lut4_candidates(8192, 8192, 1, 128, cpu)
+    assert cands and all(c.mma and c.bm == 8 for c in cands)
+    assert all(c.bm == 16 for c in dispatch.lut4_candidates(8192, 8192, 9, 128, cpu))
+    assert not any(c.mma for c in dispatch.lut4_candidates(8192, 8192, 1, 64, cpu))
+    monkeypatch.setenv("TQ_TRITON_MMA", "0")
+    assert "TQ_TRITON_MMA" in dispatch.mma_reason(128, cpu)
+    assert not any(c.mma for c in dispatch.lut4_candidates(8192, 8192, 1, 128, cpu))
