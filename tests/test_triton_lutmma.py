@@ -125,14 +125,6 @@ def test_ptx_warp_model(dtype, n_tiles, codebook, sym):
             assert abs(got - expect) <= 1e-5 * scale, (lane, out, got, expect)
 
 
-def test_batch_order_matches_ptx_outputs():
-    """The kernel's batch_of_c is the asm's output order: c % 4 -> n = 2t, 2t+1, 8+2t, 9+2t."""
-    c = np.arange(16)
-    batch = 2 * (c // 4) + c % 2 + 8 * ((c % 4) // 2)
-    assert sorted(batch) == list(range(16))
-    assert list(batch[:4]) == [0, 1, 8, 9] and list(batch[4:8]) == [2, 3, 10, 11]
-
-
 GOOD = """#blocked = #ttg.blocked<{sizePerThread = [1, 4], threadsPerWarp = [8, 4], warpsPerCTA = [4, 1], order = [1, 0]}>
 #blocked1 = #ttg.blocked<{sizePerThread = [1, 1], threadsPerWarp = [32, 1], warpsPerCTA = [4, 1], order = [0, 1]}>
     %5 = tt.elementwise_inline_asm "{ mma.sync.aligned... }" {constraints = "=r"} %1, %2 : tensor<64x16xi32, #blocked>, i64 -> tensor<64x16xf32, #blocked>
@@ -164,9 +156,12 @@ def test_mma_kernel_parity(triton_backend, gen, dtype, group, residual, codebook
     prep = dispatch.prepare_weight(qw)
     bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
     rot_dtype = dtype if ON_GPU else torch.float32
-    for batch, bn, warps, split in [(1, 16, 1, 1), (3, 32, 2, 3), (8, 64, 4, 2), (9, 16, 1, 4), (16, 32, 1, 1)]:
+    # (depth: the register ring's three forms; maxnreg: a compile option only, on a GPU)
+    for batch, bn, warps, split, depth in [(1, 16, 1, 1, 1), (3, 32, 2, 3, 2), (8, 64, 4, 2, 3), (9, 16, 1, 4, 2),
+                                           (16, 32, 1, 1, 1), (1, 128, 8, 3, 2)]:
         cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=split, group_m=1, num_warps=warps,
-                                  num_stages=1, scale_w=False, unroll=2, mma=True)
+                                  num_stages=1, scale_w=False, unroll=2, mma=True, depth=depth,
+                                  maxnreg=128 if warps == 8 else 0)
         x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
         x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         y = torch.full((batch, n), float("nan"), device=DEVICE, dtype=dtype)
@@ -188,3 +183,19 @@ def test_mma_chosen_for_decode_and_switch(monkeypatch):
     monkeypatch.setenv("TQ_TRITON_MMA", "0")
     assert "TQ_TRITON_MMA" in dispatch.mma_reason(128, cpu)
     assert not any(c.mma for c in dispatch.lut4_candidates(8192, 8192, 1, 128, cpu))
+
+
+def test_prefetch_depth_out_of_range_is_rejected(triton_backend, gen):
+    """The register ring holds 1-3 tiles; another DEPTH must not compile to silently wrong sums."""
+    from tq.triton import dispatch
+
+    qw = tq.quantize(torch.randn(16, 256, generator=gen).to(DEVICE), bits=4, group_size=128)
+    prep = dispatch.prepare_weight(qw)
+    x = torch.randn(1, 256, generator=gen).to(DEVICE, torch.bfloat16)
+    x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded,
+                                   torch.bfloat16 if ON_GPU else torch.float32)
+    y = torch.empty((1, 16), device=DEVICE, dtype=torch.bfloat16)
+    cfg = dispatch.Lut4Config(bn=16, bm=8, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False,
+                              mma=True, depth=4)
+    with pytest.raises(Exception, match="DEPTH"):
+        dispatch._launch_mma(cfg, qw, prep, x_rot, y, None, 1)

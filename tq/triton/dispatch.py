@@ -568,16 +568,19 @@ def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
     options = {"maxnreg": cfg.maxnreg} if cfg.maxnreg and use_asm else {}
     if use_asm:
         # The asm's fragments assume Triton's layout of the [BN, 16] tiles (lutmma.py): check
-        # the compiled kernel before its first launch, and keep lutmm.py's kernel otherwise.
-        ok = _mma_layouts.get(key)
+        # each compiled variant (the launcher's own key) before its first launch, and keep
+        # lutmm.py's kernel otherwise.  The asm reads the planes as 32-bit words: a plane
+        # viewed at an odd byte offset also takes lutmm.py.
+        layout_key = (key, tuple(consts.items()), cfg.num_warps, cfg.num_stages, tuple(sorted(options.items())))
+        ok = _mma_layouts.get(layout_key)
         if ok is None:
             compiled = lutmma.lut4_mma_kernel.warmup(*args, grid=(blocks, split), **consts,
                                                      num_warps=cfg.num_warps, num_stages=cfg.num_stages, **options)
-            ok = _mma_layouts[key] = lutmma.layout_ok(compiled.asm["ttgir"], cfg.num_warps)
+            ok = _mma_layouts[layout_key] = lutmma.layout_ok(compiled.asm["ttgir"], cfg.num_warps)
             if not ok:
                 warnings.warn("lutmma: Triton chose another register layout than the mma fragments assume; "
                               "batch 1-16 falls back to lutmm.py's kernel")
-        if not ok:
+        if not ok or any(t.data_ptr() % 4 for t in (weight_args[0], weight_args[7])):
             fallback = Lut4Config(bn=64, bm=1 if batch == 1 else 16, split=cfg.split, group_m=1, num_warps=4,
                                   num_stages=3, scale_w=False)
             _launch_lut4(fallback, qw, prep, x_rot, y, bias, batch)
@@ -712,7 +715,7 @@ def _replay_key(x2, qw, bias) -> tuple:
     # (the exact row stride of x: the rotation kernel's recorded `ld` argument is replayed as is)
     return (id(qw), x2.shape[0], x2.dtype, x2.device, launch.ptr_spec(x2), x2.stride(0),
             None if bias is None else (bias.dtype, launch.ptr_spec(bias)),
-            launch.current_raw_stream(x2.device))
+            launch.current_raw_stream(x2.device), mma_enabled(), mma_symmetric_enabled())
 
 
 def _try_replay(x2, qw, bias):

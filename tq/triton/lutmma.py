@@ -51,13 +51,13 @@ LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4]"
 # bit 3 is clear (m: lut4's sign-replicate masks, 0xFF where bit 3 is set).  The integer
 # (ALU) pipe runs these at half rate and bounds the kernel, so the shifts are done as
 # multiplies on the FMA pipe: t7 = (b8 * 7) >> 3 = mul.hi(b8, 7 << 29), jh = mul.hi(j, 2^16),
-# q4 = q << 4.  17 instructions per 8 weights, 14 of them on the ALU pipe (lut4: 21, 20).
+# q4 = q * 16.  17 instructions per 8 weights, 14 of them on the ALU pipe (lut4: 21, 20).
 _SYM_WORD = """
 and.b32 b8, $W, 0x88888888;
 mul.hi.u32 t7, b8, 0xE0000000;
 lop3.b32 j, $W, t7, 0x77777777, 0x82;
 mul.hi.u32 jh, j, 0x10000;
-shl.b32 q4, $W, 4;
+mul.lo.u32 q4, $W, 16;
 prmt.b32 m0, q4, $W, 0xD9C8;
 prmt.b32 m1, q4, $W, 0xFBEA;
 prmt.b32 l0, a0, a1, j;
@@ -239,6 +239,7 @@ def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     at the 20-25% occupancy these register counts allow (measured on the H100: ~1.3 TB/s
     without prefetch, 1.45-1.5 TB/s with one tile).
     """
+    tl.static_assert(DEPTH >= 1 and DEPTH <= 3, "DEPTH: 1-3 weight tiles in flight (the register ring)")
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
     r_idx = tl.arange(0, BN)
