@@ -200,6 +200,12 @@ def fit_tk(tk: int, k_padded: int, driver_width: int, dot: bool) -> int:
     return max(tk, 32)
 
 
+def split_candidates(programs: int, n_tiles: int, sms: int) -> list[int]:
+    """Split-K factors a decode tuner tries: none, and those that make about 2 and 4 programs
+    per SM from `programs` row blocks (each keeping at least one of the n_tiles K tiles)."""
+    return sorted({1} | {max(1, min(n_tiles, target // programs)) for target in (2 * sms, 4 * sms)})
+
+
 def decode_candidates(n: int, k_padded: int, batch: int, driver_width: int, device) -> list[DecodeConfig]:
     sms = launch.sm_count(device)
     if interpreting():
@@ -211,10 +217,7 @@ def decode_candidates(n: int, k_padded: int, batch: int, driver_width: int, devi
         tk = fit_tk(tk, k_padded, driver_width, batch > 1)
         n_tiles = triton.cdiv(k_padded, tk)
         programs = triton.cdiv(n, tn)
-        splits = {1}
-        for target in (2 * sms, 4 * sms):
-            splits.add(max(1, min(n_tiles, target // programs)))
-        for s in sorted(splits):
+        for s in split_candidates(programs, n_tiles, sms):
             cfg = DecodeConfig(tn=tn, tk=tk, split=s, num_warps=warps)
             if cfg not in out:
                 out.append(cfg)
@@ -407,10 +410,7 @@ def _mma_candidates(n: int, k_padded: int, batch: int, device) -> list[Lut4Confi
     out = []
     for bn, warps, depth, maxnreg in tilings:
         programs = triton.cdiv(n, bn)
-        splits = {1}
-        for target in (2 * sms, 4 * sms):
-            splits.add(max(1, min(n_tiles, target // programs)))
-        for split in sorted(splits):
+        for split in split_candidates(programs, n_tiles, sms):
             out.append(Lut4Config(bn=bn, bm=bb, split=split, group_m=1, num_warps=warps, num_stages=1,
                                   scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg))
     return out
@@ -453,10 +453,7 @@ def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[
     out = []
     for bm, bn, warps, stages, unroll in shapes:
         programs = triton.cdiv(n, bn)
-        splits = {1}
-        for target in (2 * sms, 4 * sms):
-            splits.add(max(1, min(n_tiles, target // programs)))
-        for split in sorted(splits):
+        for split in split_candidates(programs, n_tiles, sms):
             cfg = Lut4Config(bn=bn, bm=bm, split=split, group_m=1, num_warps=warps, num_stages=stages,
                              scale_w=False, unroll=unroll)
             if cfg not in out:
@@ -484,6 +481,30 @@ def _lock_buffer(device, size: int) -> torch.Tensor:
     return buf
 
 
+def _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, split, blocks) -> tuple:
+    """The runtime arguments lutmm.py's and lutmma.py's kernels share (same order), the part of
+    the launcher key they determine, the effective split and the weight's arguments.
+
+    Split-K over n_tiles K tiles of width tk; ws and the `blocks` counters only when split > 1.
+    What Triton specializes on (launch.py): the weight's arguments and the per-call values;
+    x_rot, y, ws and the counters are fresh allocations (aligned; x_rot's row stride is K_pad).
+    """
+    n, k_pad = qw.out_features, qw.k_padded
+    n_tiles = k_pad // tk
+    per_split = triton.cdiv(n_tiles, split)
+    split = triton.cdiv(n_tiles, per_split)
+    ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
+    locks = _lock_buffer(y.device, blocks) if split > 1 else y
+    weight_args, weight_key = _lut4_args(prep, qw, y.dtype)
+    args = (x_rot, y, ws, locks, bias if bias is not None else y) + weight_args + (
+        batch, n, qw.n_groups, prep.inv_sqrt_g, qw.group_size // tk, per_split, n_tiles, split,
+        weight_args[0].stride(0), x_rot.stride(0), y.stride(0))  # (the planes' contiguous copies)
+    key = (weight_key, y.dtype, y.device, n, k_pad, qw.n_groups, qw.group_size, launch.spec(batch),
+           launch.spec(per_split), launch.spec(split), None if bias is None else bias.dtype, launch.ptr_spec(bias),
+           launch.ptr_spec(x_rot), launch.spec(x_rot.stride(0)))
+    return args, key, split, weight_args
+
+
 _lut4_launcher = launch.Launcher(lutmm.lut4_matmul_kernel)
 
 
@@ -501,27 +522,14 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
         else:
             _launch_chunked(qw, prep, x_rot, y, bias, cfg.chunk_rows)
         return
-    n, k_pad = qw.out_features, qw.k_padded
     tk = lut4_tile_width(qw.group_size)
-    n_tiles = k_pad // tk
-    per_split = triton.cdiv(n_tiles, cfg.split)
-    split = triton.cdiv(n_tiles, per_split)
-    blocks = triton.cdiv(batch, cfg.bm) * triton.cdiv(n, cfg.bn)
-    ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
-    locks = _lock_buffer(y.device, blocks) if split > 1 else y
-    weight_args, weight_key = _lut4_args(prep, qw, y.dtype)
-    args = (x_rot, y, ws, locks, bias if bias is not None else y) + weight_args + (
-        batch, n, qw.n_groups, prep.inv_sqrt_g, qw.group_size // tk, per_split, n_tiles, split,
-        weight_args[0].stride(0), x_rot.stride(0), y.stride(0))  # (the planes' contiguous copies)
+    blocks = triton.cdiv(batch, cfg.bm) * triton.cdiv(qw.out_features, cfg.bn)
+    args, key, split, _ = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, cfg.split, blocks)
     consts = dict(BN=cfg.bn, BM=cfg.bm, TK=tk, GROUP_M=cfg.group_m, RESIDUAL=len(qw.passes) > 1,
                   PARTIAL=split > 1, HAS_BIAS=bias is not None, SCALE_W=cfg.scale_w,
                   OUT=tl.float32 if interpreting() else _TL_DTYPES[y.dtype], USE_ASM=not interpreting(),
                   UNROLL=cfg.unroll)
-    # What Triton specializes on (launch.py): the weight's arguments, the config, and the
-    # per-call values; x_rot, y, ws and the counters are fresh allocations (aligned).
-    key = (weight_key, cfg, y.dtype, y.device, n, k_pad, qw.n_groups, qw.group_size, launch.spec(batch),
-           launch.spec(per_split), launch.spec(split), None if bias is None else bias.dtype, launch.ptr_spec(bias))
-    _lut4_launcher(key, (blocks, split), args, consts, cfg.num_warps, cfg.num_stages)
+    _lut4_launcher((key, cfg), (blocks, split), args, consts, cfg.num_warps, cfg.num_stages)
 
 
 _mma_launcher = launch.Launcher(lutmma.lut4_mma_kernel)
@@ -542,29 +550,20 @@ def _mma_asm(qw, prep, dtype: torch.dtype, batch_tile: int) -> tuple[str, str]:
     on = mma_symmetric_enabled()
     asm = [lutmma.ptx_for(name, batch_tile, s and on) for s in sym]
     return asm[0], asm[-1]
+
+
 _mma_layouts: dict = {}  # compiled variant -> whether its TTGIR has the layout lutmma.py assumes
 
 
 def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
-    n, k_pad = qw.out_features, qw.k_padded
-    n_tiles = k_pad // MMA_TILE
-    per_split = triton.cdiv(n_tiles, cfg.split)
-    split = triton.cdiv(n_tiles, per_split)
-    blocks = triton.cdiv(n, cfg.bn)
-    ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
-    locks = _lock_buffer(y.device, blocks) if split > 1 else y
-    weight_args, weight_key = _lut4_args(prep, qw, y.dtype)
-    args = (x_rot, y, ws, locks, bias if bias is not None else y) + weight_args + (
-        batch, n, qw.n_groups, prep.inv_sqrt_g, qw.group_size // MMA_TILE, per_split, n_tiles, split,
-        weight_args[0].stride(0), x_rot.stride(0), y.stride(0))
+    blocks = triton.cdiv(qw.out_features, cfg.bn)
+    args, key, split, weight_args = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, MMA_TILE, cfg.split, blocks)
+    key = (key, cfg)
     use_asm = not interpreting()
     asm_a, asm_r = _mma_asm(qw, prep, y.dtype, cfg.bm)
     consts = dict(BN=cfg.bn, BB=cfg.bm, WARPS=cfg.num_warps, RESIDUAL=len(qw.passes) > 1, PARTIAL=split > 1,
                   HAS_BIAS=bias is not None, USE_ASM=use_asm, UNROLL=cfg.unroll, DEPTH=cfg.depth,
                   ASM_A=asm_a if use_asm else "", ASM_R=asm_r if use_asm else "")
-    key = (weight_key, cfg, y.dtype, y.device, n, k_pad, qw.n_groups, qw.group_size, launch.spec(batch),
-           launch.spec(per_split), launch.spec(split), None if bias is None else bias.dtype, launch.ptr_spec(bias),
-           launch.ptr_spec(x_rot), launch.spec(x_rot.stride(0)))
     options = {"maxnreg": cfg.maxnreg} if cfg.maxnreg and use_asm else {}
     if use_asm:
         # The asm's fragments assume Triton's layout of the [BN, 16] tiles (lutmma.py): check

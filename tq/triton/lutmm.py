@@ -22,7 +22,7 @@ import triton.language as tl
 
 from .decode import _add
 from .lut4 import lut4, lut4_scaled
-from .tiles import grouped_block
+from .tiles import grouped_block, store_split_k
 
 
 @triton.jit
@@ -87,28 +87,8 @@ def lut4_matmul_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
                                  inv_sqrt_g, ld_pl, cb, x_lo, x_hi, BN, BM, TKB, SCALE_W, OUT, USE_ASM)
     if BM == 1:
         acc = tl.reduce(acc, 1, _add)[:, None]
-    n_ok = rows_raw < N
-    ok = n_ok[:, None] & (bcol_raw < B)[None, :]
-    last = True
-    if PARTIAL:
-        # Split-K without a second launch: every program stores its fp32 partial, and the
-        # last of the block's `split` programs to finish (a counter per output block) sums
-        # them and writes y.  The barrier orders all threads' stores before the release of
-        # the acq_rel atomic; the counter is reset for the next call.
-        part = ws_ptr + bcol_raw[None, :] * N + rows_raw[:, None]
-        tl.store(part + pid_k * B * N, acc, mask=ok)
-        tl.debug_barrier()
-        count = tl.atomic_add(lock_ptr + pid, 1, sem="acq_rel")
-        last = count == split - 1
-        if last:
-            acc = tl.full([BN, 1 if BM == 1 else BM], 0.0, tl.float32)
-            for s in range(0, split):
-                acc += tl.load(part + s * B * N, mask=ok, other=0.0, cache_modifier=".cg")
-            tl.atomic_xchg(lock_ptr + pid, 0)
-    if last:
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + rows, mask=n_ok, other=0.0).to(tl.float32)[:, None]
-        tl.store(y_ptr + bcol_raw[None, :] * ld_y + rows_raw[:, None], acc.to(y_ptr.dtype.element_ty), mask=ok)
+    store_split_k(acc, y_ptr, ws_ptr, lock_ptr, bias_ptr, rows_raw, rows, bcol_raw, B, N, ld_y, pid, pid_k, split,
+                  PARTIAL, HAS_BIAS)
 
 
 @triton.jit

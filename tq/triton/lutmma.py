@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from .lut4 import _BODY, _lookup_gather
+from .tiles import store_split_k
 
 LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4]"
 
@@ -46,12 +47,13 @@ LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4]"
 # in the operand dtype, e.g. Lloyd-Max for the Gaussian): only the 8 positive levels are
 # tabled (lut4's T_LP/T_HP).  Index i < 8 is -levels[15 - i], i.e. magnitude 7 - i; i >= 8 is
 # magnitude i - 8.  So each nibble's table position is j' = (i ^ 7 ^ (bit3 ? 7 : 0)) & 7
-# (t7 = 7 where bit 3 is set, then one lop3 ~(q ^ t7) & 0x7777...), one prmt per byte plane
-# and 4 weights looks up the magnitude, and the sign bit is or-ed into the high bytes where
-# bit 3 is clear (m: lut4's sign-replicate masks, 0xFF where bit 3 is set).  The integer
-# (ALU) pipe runs these at half rate and bounds the kernel, so the shifts are done as
-# multiplies on the FMA pipe: t7 = (b8 * 7) >> 3 = mul.hi(b8, 7 << 29), jh = mul.hi(j, 2^16),
-# q4 = q * 16.  17 instructions per 8 weights, 14 of them on the ALU pipe (lut4: 21, 20).
+# (t7 = 7 where bit 3 is set, then one lop3 ~(q ^ t7) & 0x7777..., LUT 0x82), one prmt per
+# byte plane and 4 weights looks up the magnitude, and the sign bit is or-ed into the high
+# bytes where bit 3 is clear (lop3 a | (~b & c), LUT 0xF2; m: lut4's sign-replicate masks,
+# 0xFF where bit 3 is set).  The integer (ALU) pipe runs these at half rate and bounds the
+# kernel, so the shifts are done as multiplies on the FMA pipe: t7 = (b8 * 7) >> 3 =
+# mul.hi(b8, 7 << 29), jh = mul.hi(j, 2^16), q4 = q * 16.  17 instructions per 8 weights,
+# 14 of them on the ALU pipe (lut4: 21, 20).
 _SYM_WORD = """
 and.b32 b8, $W, 0x88888888;
 mul.hi.u32 t7, b8, 0xE0000000;
@@ -67,7 +69,6 @@ prmt.b32 l1, a0, a1, jh;
 prmt.b32 h1, d0, d1, jh;
 lop3.b32 h1, h1, m1, 0x80808080, 0xF2;
 """
-SYM_LUTS = (0x82, 0xF2)  # ~(a ^ b) & c, a | (~b & c)
 
 
 def _ptx(mma_type: str, n_tiles: int, symmetric: bool = False) -> str:
@@ -296,22 +297,6 @@ def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
             wa1, sa1, wr1, sr1 = wa2, sa2, wr2, sr2
             wa2, sa2, wr2, sr2 = wa_n, sa_n, wr_n, sr_n
         xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
-    n_ok = rows_raw < N
-    ok = n_ok[:, None] & (batch_of_c < B)[None, :]
-    last = True
-    if PARTIAL:
-        # Split-K in one launch, as in lutmm.py: partials to ws, the last program sums them.
-        part_ptr = ws_ptr + batch_of_c[None, :] * N + rows_raw[:, None]
-        tl.store(part_ptr + pid_k * B * N, acc, mask=ok)
-        tl.debug_barrier()
-        count = tl.atomic_add(lock_ptr + pid, 1, sem="acq_rel")
-        last = count == split - 1
-        if last:
-            acc = tl.full([BN, 16], 0.0, tl.float32)
-            for s in range(0, split):
-                acc += tl.load(part_ptr + s * B * N, mask=ok, other=0.0, cache_modifier=".cg")
-            tl.atomic_xchg(lock_ptr + pid, 0)
-    if last:
-        if HAS_BIAS:
-            acc += tl.load(bias_ptr + rows, mask=n_ok, other=0.0).to(tl.float32)[:, None]
-        tl.store(y_ptr + batch_of_c[None, :] * ld_y + rows_raw[:, None], acc.to(y_ptr.dtype.element_ty), mask=ok)
+    # (split-K in one launch, as in lutmm.py)
+    store_split_k(acc, y_ptr, ws_ptr, lock_ptr, bias_ptr, rows_raw, rows, batch_of_c, B, N, ld_y, pid, pid_k,
+                  split, PARTIAL, HAS_BIAS)
