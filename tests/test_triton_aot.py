@@ -6,6 +6,8 @@ cannot run inline PTX at all.
 """
 from __future__ import annotations
 
+import re
+
 import pytest
 
 
@@ -88,3 +90,36 @@ def test_mma_kernel_compiles_with_assumed_layout(compiled_triton_kernels, arch, 
     mmas = compiled.asm["ptx"].count("mma.sync.aligned.m16n8k16")
     assert mmas and mmas % (8 * bb // 8) == 0  # 8 k steps per batch tile of 8, per asm call
     assert lutmma.layout_ok(compiled.asm["ttgir"], warps)
+
+
+@pytest.mark.parametrize("arch", [90, 100])
+@pytest.mark.parametrize("bb,warps,bn", [(16, 4, 128), (16, 4, 256), (8, 4, 64)])
+def test_mma_tma_kernel_compiles_pipelined(compiled_triton_kernels, arch, bb, warps, bn):
+    """AOT compile (no GPU) of the TMA form: weight tiles by TMA copies into a multi-buffered
+    ring (the compiler's pipeline, not a load-then-wait per tile), x by the asm loads, and the
+    layout the fragments assume on every asm operand."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import tq.triton.lutmma as lutmma
+
+    kernel = lutmma.lut4_mma_tma_kernel
+    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
+             "inv_sqrt_g": "fp32"}
+    for p in ("a", "r"):
+        types.update({f"{p}_desc": f"tensordesc<i32[{bn}, 16]>", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
+        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    consts = dict(BN=bn, BB=bb, WARPS=warps, RESIDUAL=True, PARTIAL=True, HAS_BIAS=True, USE_ASM=True, STAGES=3,
+                  ASM_A=lutmma.ptx_for("bf16", bb, True), ASM_R=lutmma.ptx_for("f16", bb, False))
+    names = kernel.arg_names
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
+             if n not in consts and (types.get(n, "i32").startswith("*") or n in ("ld_x", "ld_y", "N"))}
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    compiled = triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32),
+                              options={"num_warps": warps, "num_stages": 1})
+    ttgir = compiled.asm["ttgir"]
+    assert "async_tma_copy_global_to_local" in ttgir
+    # two passes, each a 2-buffer ring for 3 stages: the copies are issued ahead of their use
+    assert re.search(rf"memdesc<2x{bn}x16xi32", ttgir), "weight tiles not multi-buffered (no software pipeline)"
+    assert "ld.global.nc.v4.b32" in compiled.asm["ptx"]
+    assert lutmma.layout_ok(ttgir, warps)

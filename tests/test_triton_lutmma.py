@@ -139,6 +139,11 @@ def test_layout_guard():
     assert not lutmma.layout_ok(GOOD.replace("threadsPerWarp = [8, 4]", "threadsPerWarp = [4, 8]"), 4)
     assert not lutmma.layout_ok(GOOD.replace("tensor<64x16xf32, #blocked>", "tensor<64x16xf32, #blocked1>"), 4)
     assert not lutmma.layout_ok(GOOD.replace("mma.sync", "fma"), 4)  # no asm call found
+    # the TMA kernel's x loads (4 words of a thread through one pointer) are checked too
+    load = ('    %6 = tt.elementwise_inline_asm "ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];" {pure = true} %3 : '
+            'tensor<64x16x!tt.ptr<i32>, {0}> -> tensor<64x16xi32, {0}>\n')
+    assert lutmma.layout_ok(GOOD + load.replace("{0}", "#blocked"), 4)
+    assert not lutmma.layout_ok(GOOD + load.replace("{0}", "#blocked1"), 4)
 
 
 # ---------------------------------------------------------------------------
@@ -156,12 +161,14 @@ def test_mma_kernel_parity(triton_backend, gen, dtype, group, residual, codebook
     prep = dispatch.prepare_weight(qw)
     bias = torch.randn(n, generator=gen).to(DEVICE, dtype)
     rot_dtype = dtype if ON_GPU else torch.float32
-    # (depth: the register ring's three forms; maxnreg: a compile option only, on a GPU)
-    for batch, bn, warps, split, depth in [(1, 16, 1, 1, 1), (3, 32, 2, 3, 2), (8, 64, 4, 2, 3), (9, 16, 1, 4, 2),
-                                           (16, 32, 1, 1, 1), (1, 128, 8, 3, 2)]:
+    # (depth: the register ring's three forms; maxnreg: a compile option only, on a GPU;
+    # tma: the TMA kernel's stages, 0 = the ring; on a GPU before Hopper those take the ring)
+    for batch, bn, warps, split, depth, tma in [(1, 16, 1, 1, 1, 0), (3, 32, 2, 3, 2, 0), (8, 64, 4, 2, 3, 0),
+                                                (9, 16, 1, 4, 2, 0), (16, 32, 1, 1, 1, 0), (1, 128, 8, 3, 2, 0),
+                                                (11, 32, 1, 3, 1, 3), (16, 64, 2, 1, 1, 2), (5, 16, 1, 2, 1, 3)]:
         cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=split, group_m=1, num_warps=warps,
                                   num_stages=1, scale_w=False, unroll=2, mma=True, depth=depth,
-                                  maxnreg=128 if warps == 8 else 0)
+                                  maxnreg=128 if warps == 8 else 0, tma_stages=tma)
         x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
         x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         y = torch.full((batch, n), float("nan"), device=DEVICE, dtype=dtype)
@@ -183,6 +190,54 @@ def test_mma_chosen_for_decode_and_switch(monkeypatch):
     monkeypatch.setenv("TQ_TRITON_MMA", "0")
     assert "TQ_TRITON_MMA" in dispatch.mma_reason(128, cpu)
     assert not any(c.mma for c in dispatch.lut4_candidates(8192, 8192, 1, 128, cpu))
+
+
+def test_tma_choice_and_reasons(monkeypatch, gen):
+    """TMA candidates only at B 9-16 and only where tma_reason allows; each reason names the cause."""
+    from tq.triton import dispatch
+
+    cpu = torch.device("cpu")
+    assert not any(c.tma_stages for c in dispatch.lut4_candidates(8192, 8192, 16, 128, cpu, tma=False))
+    if not dispatch.interpreting():
+        cands = dispatch._mma_candidates(8192, 8192, 16, DEVICE, tma=True)
+        assert any(c.tma_stages for c in cands) and any(not c.tma_stages for c in cands)
+        assert not any(c.tma_stages for c in dispatch._mma_candidates(8192, 8192, 8, DEVICE, tma=True))
+    qw = tq.quantize(torch.randn(16, 256, generator=gen), bits=4, group_size=128)
+    assert dispatch.tma_reason(qw, cpu) is None
+    monkeypatch.setenv("TQ_TRITON_TMA", "0")
+    assert "TQ_TRITON_TMA=0" in dispatch.tma_reason(qw, cpu)
+    monkeypatch.delenv("TQ_TRITON_TMA")
+    # a plane whose base is not 16-byte aligned (a view 4 bytes into a buffer)
+    plane = qw.passes[0].planes[0]
+    buf = torch.zeros(plane.numel() + 16, dtype=torch.uint8)
+    shifted = buf[4:4 + plane.numel()].view(plane.shape)
+    shifted.copy_(plane)
+    monkeypatch.setattr(qw.passes[0], "planes", [shifted] + list(qw.passes[0].planes[1:]))
+    assert "16-byte" in dispatch.tma_reason(qw, cpu)
+
+
+def test_tma_config_on_unaligned_planes_takes_the_ring(triton_backend, gen, monkeypatch):
+    """A tuned TMA choice applied to a weight TMA cannot read still gives the right answer."""
+    from tq.triton import dispatch
+
+    n, k = 24, 256
+    qw = tq.quantize(torch.randn(n, k, generator=gen).to(DEVICE), bits=4, group_size=128)
+    plane = qw.passes[0].planes[0]
+    buf = torch.zeros(plane.numel() + 16, dtype=torch.uint8, device=plane.device)
+    shifted = buf[4:4 + plane.numel()].view(plane.shape)
+    shifted.copy_(plane)
+    monkeypatch.setattr(qw.passes[0], "planes", [shifted] + list(qw.passes[0].planes[1:]))
+    prep = dispatch.prepare_weight(qw)
+    assert dispatch.tma_reason(qw, DEVICE) is not None
+    x = torch.randn(12, k, generator=gen).to(DEVICE, torch.bfloat16)
+    x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded,
+                                   torch.bfloat16 if ON_GPU else torch.float32)
+    y = torch.full((12, n), float("nan"), device=DEVICE, dtype=torch.bfloat16)
+    cfg = dispatch.Lut4Config(bn=16, bm=16, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False,
+                              mma=True, tma_stages=3)
+    dispatch._launch_mma(cfg, qw, prep, x_rot, y, None, 12)
+    assert _rel(y, x, qw, None) < TOL[torch.bfloat16]
+    assert not prep.tma_descs.get((16, not dispatch.interpreting()))
 
 
 def test_prefetch_depth_out_of_range_is_rejected(triton_backend, gen):

@@ -23,6 +23,11 @@ import triton.language as tl
 import triton.runtime.errors
 import triton.testing
 
+try:  # host-side TMA descriptors (Triton 3.4+); without them lutmma.py keeps its register ring
+    from triton.tools.tensor_descriptor import TensorDescriptor
+except ImportError:  # pragma: no cover
+    TensorDescriptor = None
+
 from .. import chunked, packing
 from ..chunked import chunk_rows_for
 from ..codebook import poly_basis
@@ -77,6 +82,8 @@ class PreparedWeight:
     lut4_args: dict = dataclasses.field(default_factory=dict)  # operand dtype -> lut4 kernel arguments
     lut4_ok: dict = dataclasses.field(default_factory=dict)    # operand dtype -> lut4 path taken
     mma_sym: dict = dataclasses.field(default_factory=dict)    # operand dtype -> per pass: symmetric levels
+    tma_descs: dict = dataclasses.field(default_factory=dict)  # (BN, asm) -> the planes' TMA descriptors;
+    #                                                            ("reason", device, on) -> tma_reason
 
 
 def horner_coefficients(codebook) -> np.ndarray | None:
@@ -368,6 +375,7 @@ class Lut4Config:
     mma: bool = False     # decode by lutmma.py (mma.sync on the lookup's registers); bm: 8 or 16
     depth: int = 1        # lutmma.py: weight tiles prefetched ahead (1-3)
     maxnreg: int = 0      # > 0: register cap per thread (more resident warps)
+    tma_stages: int = 0   # > 0: lutmma.py's TMA kernel, weight tiles pipelined through this many stages
 
 
 MMA_TILE = 128  # lutmma.py's K tile: 4 lanes x 32 columns
@@ -390,7 +398,8 @@ def mma_reason(tk: int, device) -> str | None:
     return None
 
 
-def _mma_candidates(n: int, k_padded: int, batch: int, device) -> list[Lut4Config]:
+def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False) -> list[Lut4Config]:
+    """tma: whether the weight's planes can be read by TMA (tma_reason) on device."""
     bb = 8 if batch <= 8 else 16
     if interpreting():
         return [Lut4Config(bn=16, bm=bb, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False, mma=True)]
@@ -403,23 +412,30 @@ def _mma_candidates(n: int, k_padded: int, batch: int, device) -> list[Lut4Confi
     #   B <= 16: 256 rows x 4 warps (each thread 4 row pairs sharing one load of x: x is 4x
     #           the weight's bytes per warp and tile here) led (30.1 / 83.2 / 81.3 us) over
     #           64-128 rows (32.4 / 87.9-90 us); a deeper prefetch did not help there.
+    #   B <= 16 with TMA (Hopper): the weight by TMA, 3 stages, 128 or 256 rows x 4 warps led
+    #           (27.0 / 77.9 / 67.4 us; probes/probe_tma.log of the sixth session); 5 stages
+    #           were slower.  At B = 1 the ring stayed ahead (22.6 / 58.7 / 57.4 against
+    #           23.6 / 66.6 / 63.2), so B <= 8 keeps it.
     if bb == 8:
-        tilings = [(128, 8, 2, 128), (64, 4, 2, 128)]
+        tilings = [(128, 8, 2, 128, 0), (64, 4, 2, 128, 0)]
     else:
-        tilings = [(256, 4, 1, 0), (128, 8, 1, 0), (64, 4, 1, 0)]
+        tilings = [(256, 4, 1, 0, 0), (128, 8, 1, 0, 0), (64, 4, 1, 0, 0)]
+        if tma:
+            tilings = [(128, 4, 1, 0, 3), (256, 4, 1, 0, 3)] + tilings
     out = []
-    for bn, warps, depth, maxnreg in tilings:
+    for bn, warps, depth, maxnreg, stages in tilings:
         programs = triton.cdiv(n, bn)
         for split in split_candidates(programs, n_tiles, sms):
             out.append(Lut4Config(bn=bn, bm=bb, split=split, group_m=1, num_warps=warps, num_stages=1,
-                                  scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg))
+                                  scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg,
+                                  tma_stages=stages))
     return out
 
 
-def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device) -> list[Lut4Config]:
+def lut4_candidates(n: int, k_padded: int, batch: int, tk: int, device, tma: bool = False) -> list[Lut4Config]:
     decode_path = batch <= DECODE_MAX_BATCH
     if decode_path and mma_reason(tk, device) is None:
-        return _mma_candidates(n, k_padded, batch, device)
+        return _mma_candidates(n, k_padded, batch, device, tma)
     if interpreting():
         return [Lut4Config(bn=32, bm=(1 if batch == 1 else 16) if decode_path else 32, split=1, group_m=4,
                            num_warps=4, num_stages=1, scale_w=not decode_path)]
@@ -533,6 +549,7 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
 
 
 _mma_launcher = launch.Launcher(lutmma.lut4_mma_kernel)
+_mma_tma_launcher = launch.Launcher(lutmma.lut4_mma_tma_kernel)
 
 
 def mma_symmetric_enabled() -> bool:
@@ -555,7 +572,51 @@ def _mma_asm(qw, prep, dtype: torch.dtype, batch_tile: int) -> tuple[str, str]:
 _mma_layouts: dict = {}  # compiled variant -> whether its TTGIR has the layout lutmma.py assumes
 
 
+def tma_enabled() -> bool:
+    """TQ_TRITON_TMA=0 keeps batch 9-16 on lutmma.py's register ring (for comparisons)."""
+    return os.environ.get("TQ_TRITON_TMA", "1") != "0"
+
+
+def tma_reason(qw, device) -> str | None:
+    """None when lutmma.py's TMA kernel can read qw's planes on device, else why not."""
+    if TensorDescriptor is None:
+        return "this Triton has no host tensor descriptors (triton.tools.tensor_descriptor)"
+    if not tma_enabled():
+        return "disabled by TQ_TRITON_TMA=0"
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.get_device_capability(device) < (9, 0):
+        return "TMA needs compute capability 9.0 (Hopper) or later"
+    for p in qw.passes:
+        plane = p.planes[0]
+        if plane.stride(-1) != 1 or plane.stride(0) % 16 or plane.data_ptr() % 16:
+            return "a packed plane's rows are not 16-byte aligned (TMA's rule for row strides and bases)"
+    return None
+
+
+def _tma_reason_cached(qw, prep, device) -> str | None:
+    key = ("reason", device, tma_enabled())
+    if key not in prep.tma_descs:
+        prep.tma_descs[key] = tma_reason(qw, device)
+    return prep.tma_descs[key]
+
+
+def _tma_descs(prep, weight_args, bn: int, use_asm: bool) -> tuple:
+    """TMA descriptors of both passes' planes: [N, K_pad / 8] int32 in [bn, 16] boxes for the
+    asm, [N, K_pad / 2] bytes in [bn, 64] boxes for the interpreter (built once per weight)."""
+    hit = prep.tma_descs.get((bn, use_asm))
+    if hit is None:
+        descs = []
+        for plane in (weight_args[0], weight_args[7]):
+            p = plane.view(torch.int32) if use_asm else plane
+            descs.append(TensorDescriptor(p, list(p.shape), list(p.stride()), [bn, 16 if use_asm else 64]))
+        hit = prep.tma_descs[(bn, use_asm)] = tuple(descs)
+    return hit
+
+
 def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
+    if cfg.tma_stages and _tma_reason_cached(qw, prep, y.device) is not None:
+        # (a tuned choice applied to a weight whose planes TMA cannot read: the ring instead)
+        cfg = dataclasses.replace(cfg, tma_stages=0, depth=1)
     blocks = triton.cdiv(qw.out_features, cfg.bn)
     args, key, split, weight_args = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, MMA_TILE, cfg.split, blocks)
     key = (key, cfg)
@@ -564,6 +625,14 @@ def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
     consts = dict(BN=cfg.bn, BB=cfg.bm, WARPS=cfg.num_warps, RESIDUAL=len(qw.passes) > 1, PARTIAL=split > 1,
                   HAS_BIAS=bias is not None, USE_ASM=use_asm, UNROLL=cfg.unroll, DEPTH=cfg.depth,
                   ASM_A=asm_a if use_asm else "", ASM_R=asm_r if use_asm else "")
+    kernel, launcher = lutmma.lut4_mma_kernel, _mma_launcher
+    if cfg.tma_stages:
+        # (same arguments with the planes as descriptors and without the planes' row stride)
+        a_desc, r_desc = _tma_descs(prep, weight_args, cfg.bn, use_asm)
+        args = args[:5] + (a_desc,) + args[6:12] + (r_desc,) + args[13:-3] + args[-2:]
+        consts = {k: v for k, v in consts.items() if k not in ("UNROLL", "DEPTH")}
+        consts["STAGES"] = cfg.tma_stages
+        kernel, launcher = lutmma.lut4_mma_tma_kernel, _mma_tma_launcher
     options = {"maxnreg": cfg.maxnreg} if cfg.maxnreg and use_asm else {}
     if use_asm:
         # The asm's fragments assume Triton's layout of the [BN, 16] tiles (lutmma.py): check
@@ -573,8 +642,8 @@ def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
         layout_key = (key, tuple(consts.items()), cfg.num_warps, cfg.num_stages, tuple(sorted(options.items())))
         ok = _mma_layouts.get(layout_key)
         if ok is None:
-            compiled = lutmma.lut4_mma_kernel.warmup(*args, grid=(blocks, split), **consts,
-                                                     num_warps=cfg.num_warps, num_stages=cfg.num_stages, **options)
+            compiled = kernel.warmup(*args, grid=(blocks, split), **consts, num_warps=cfg.num_warps,
+                                     num_stages=cfg.num_stages, **options)
             ok = _mma_layouts[layout_key] = lutmma.layout_ok(compiled.asm["ttgir"], cfg.num_warps)
             if not ok:
                 warnings.warn("lutmma: Triton chose another register layout than the mma fragments assume; "
@@ -584,7 +653,7 @@ def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
                                   num_stages=3, scale_w=False)
             _launch_lut4(fallback, qw, prep, x_rot, y, bias, batch)
             return
-    _mma_launcher(key, (blocks, split), args, consts, cfg.num_warps, cfg.num_stages, **options)
+    launcher(key, (blocks, split), args, consts, cfg.num_warps, cfg.num_stages, **options)
 
 
 def _run_lut4(x2, qw, prep, y, bias, batch):
@@ -593,13 +662,15 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     rot_dtype = torch.float32 if interpreting() else x2.dtype
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
     key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype,
-           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH else mma_enabled())
+           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH
+           else (mma_enabled(), tma_enabled()))
     # (the chunk rows follow the workspace budget; the basis changes what the chunked form costs)
     tk = lut4_tile_width(qw.group_size)
     cfg = _tuned.get(key)
     if cfg is None:  # tune first (its trial launches must not be recorded for replay)
         x_rot = rotate.rotate(x2, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
-        cfg = _choose(key, lambda: lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device),
+        cfg = _choose(key, lambda: lut4_candidates(qw.out_features, qw.k_padded, batch, tk, x2.device,
+                                                   _tma_reason_cached(qw, prep, x2.device) is None),
                       lambda c: _launch_lut4(c, qw, prep, x_rot, y, bias, batch, x2))
 
     def call():
@@ -714,7 +785,7 @@ def _replay_key(x2, qw, bias) -> tuple:
     # (the exact row stride of x: the rotation kernel's recorded `ld` argument is replayed as is)
     return (id(qw), x2.shape[0], x2.dtype, x2.device, launch.ptr_spec(x2), x2.stride(0),
             None if bias is None else (bias.dtype, launch.ptr_spec(bias)),
-            launch.current_raw_stream(x2.device), mma_enabled(), mma_symmetric_enabled())
+            launch.current_raw_stream(x2.device), mma_enabled(), mma_symmetric_enabled(), tma_enabled())
 
 
 def _try_replay(x2, qw, bias):

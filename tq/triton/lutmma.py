@@ -27,6 +27,10 @@
 # follow).  That layout is an assumption about Triton's choice, so the dispatcher checks the
 # compiled TTGIR (`layout_ok`) before the first launch and otherwise keeps lutmm.py.
 #
+# TMA form.  lut4_mma_tma_kernel (Hopper and later) takes the weight tiles by TMA into a
+# compiler-pipelined ring of shared-memory buffers instead of the register ring; at B = 9-16
+# it is 8-17% faster (its docstring), at B <= 8 the register ring stays.
+#
 # Outputs.  The asm returns the tile's fp32 partials in C-fragment order: of the 8 elements
 # of a call, the 4 of row ra are C(ra, n) for n = 2t, 2t+1, 8+2t, 9+2t and those of rb the
 # same, so element (r, c) holds y[batch(c), row r] with batch(c) = 2(c // 4) + c % 2 +
@@ -144,11 +148,13 @@ def layout_ok(ttgir: str, num_warps: int) -> bool:
     """Whether every tensor the asm reads and writes has the layout the fragments assume."""
     defs = dict(re.findall(r"^(#\w+) = #\w+\.blocked<\{(.*?)\}>", ttgir, flags=re.M))
     want = f"{LAYOUT}, warpsPerCTA = [{num_warps}, 1], order = [1, 0]"
-    asm_lines = [ln for ln in ttgir.splitlines() if "elementwise_inline_asm" in ln and "mma.sync" in ln]
+    lines = [ln for ln in ttgir.splitlines() if "elementwise_inline_asm" in ln]
+    asm_lines = [ln for ln in lines if "mma.sync" in ln]
     if not asm_lines:
         return False
-    for ln in asm_lines:
-        for name in set(re.findall(r"tensor<\d+x16x\w+, (#\w+)>", ln)) or {None}:
+    # (the TMA kernel's x loads read a thread's 4 consecutive words through its first pointer)
+    for ln in asm_lines + [ln for ln in lines if "ld.global.nc.v4" in ln]:
+        for name in set(re.findall(r"tensor<\d+x16x[^,]+, (#\w+)>", ln)) or {None}:
             if name is None or not defs.get(name, "").startswith(want):
                 return False
     return True
@@ -180,19 +186,32 @@ def _load_passes(a_pl, a_norm, r_pl, r_norm, rows, t, tiles_per_group, n_groups,
 
 
 @triton.jit
-def _load_x(x_ptr, t, x_off0, x_off1, xr0, xr1, ld_x, batch_of_c, B, BB: tl.constexpr, USE_ASM: tl.constexpr):
+def _ld4(ptrs, VIA_ASM: tl.constexpr):
+    """int32s at [BN, 16] pointers.  VIA_ASM: one 16-byte ld.global.nc per thread and row, which
+    the compiler's software pipeline leaves alone: x is the same for every row of a lane group,
+    and pipelined like the weight it would be copied through shared memory once per row."""
+    if VIA_ASM:
+        return tl.inline_asm_elementwise("ld.global.nc.v4.b32 {$0, $1, $2, $3}, [$4];", "=r,=r,=r,=r,l,l,l,l",
+                                         [ptrs], dtype=tl.int32, is_pure=True, pack=4)
+    else:
+        return tl.load(ptrs)
+
+
+@triton.jit
+def _load_x(x_ptr, t, x_off0, x_off1, xr0, xr1, ld_x, batch_of_c, B, BB: tl.constexpr, USE_ASM: tl.constexpr,
+            VIA_ASM: tl.constexpr = False):
     """The tile's activation: 2 (B <= 8) or 4 [BN, 16] tensors of bf16/fp16 pairs (asm; see
     lut4_mma_kernel), or [64, 16] columns in the asm's batch order (interpreter)."""
     if USE_ASM:
         x32 = x_ptr.to(tl.pointer_type(tl.int32)) + t * 64
-        xa = tl.load(x32 + xr0 + x_off0)
-        xb = tl.load(x32 + xr0 + x_off1)
+        xa = _ld4(x32 + xr0 + x_off0, VIA_ASM)
+        xb = _ld4(x32 + xr0 + x_off1, VIA_ASM)
         if BB == 8:
             xc = xa
             xd = xb
         else:
-            xc = tl.load(x32 + xr1 + x_off0)
-            xd = tl.load(x32 + xr1 + x_off1)
+            xc = _ld4(x32 + xr1 + x_off0, VIA_ASM)
+            xd = _ld4(x32 + xr1 + x_off1, VIA_ASM)
     else:
         cb = tl.arange(0, 64)
         n = tl.minimum(batch_of_c, B - 1).to(tl.int64)
@@ -223,6 +242,31 @@ def _partial(w, xa, xb, xc, xd, lp, ln, hp, hn, lv_ptr, ASM: tl.constexpr, BB: t
 
 
 @triton.jit
+def _fragment_indices(pid, B, N, ld_x, BN: tl.constexpr, WARPS: tl.constexpr, USE_ASM: tl.constexpr):
+    """Program pid's rows (raw and clamped into the weight), the batch index of each of the 16
+    output columns, and the offsets of the x tensors (see the file comment)."""
+    r_idx = tl.arange(0, BN)
+    rows_raw = pid * BN + r_idx
+    rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
+    c = tl.arange(0, 16)
+    batch_of_c = 2 * (c // 4) + c % 2 + 8 * ((c % 4) // 2)
+    if USE_ASM:
+        # x as bf16/fp16 pairs (int32): element (r, c) of the first x tensor is pair
+        # c % 4 + 4*rep of lane c // 4, rep = which of the asm's two rows r is.
+        rep = (r_idx // (8 * WARPS)) % 2
+        x_off0 = 16 * (c[None, :] // 4) + c[None, :] % 4 + 4 * rep[:, None]
+        x_off1 = x_off0 + 8
+        xr0 = (tl.minimum(r_idx % 8, B - 1).to(tl.int64) * (ld_x // 2))[:, None]
+        xr1 = (tl.minimum(r_idx % 8 + 8, B - 1).to(tl.int64) * (ld_x // 2))[:, None]
+    else:
+        x_off0 = 0
+        x_off1 = 0
+        xr0 = 0
+        xr1 = 0
+    return rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1
+
+
+@triton.jit
 def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
                     a_pl, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn,
                     r_pl, r_norm, r_lv, r_lp, r_ln, r_hp, r_hn,
@@ -243,24 +287,7 @@ def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     tl.static_assert(DEPTH >= 1 and DEPTH <= 3, "DEPTH: 1-3 weight tiles in flight (the register ring)")
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
-    r_idx = tl.arange(0, BN)
-    rows_raw = pid * BN + r_idx
-    rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
-    c = tl.arange(0, 16)
-    batch_of_c = 2 * (c // 4) + c % 2 + 8 * ((c % 4) // 2)
-    if USE_ASM:
-        # x as bf16/fp16 pairs (int32): element (r, c) of the first x tensor is pair
-        # c % 4 + 4*rep of lane c // 4, rep = which of the asm's two rows r is.
-        rep = (r_idx // (8 * WARPS)) % 2
-        x_off0 = 16 * (c[None, :] // 4) + c[None, :] % 4 + 4 * rep[:, None]
-        x_off1 = x_off0 + 8
-        xr0 = (tl.minimum(r_idx % 8, B - 1).to(tl.int64) * (ld_x // 2))[:, None]
-        xr1 = (tl.minimum(r_idx % 8 + 8, B - 1).to(tl.int64) * (ld_x // 2))[:, None]
-    else:
-        x_off0 = 0
-        x_off1 = 0
-        xr0 = 0
-        xr1 = 0
+    rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1 = _fragment_indices(pid, B, N, ld_x, BN, WARPS, USE_ASM)
     acc = tl.full([BN, 16], 0.0, tl.float32)
     t_begin = pid_k * tiles_per_split
     t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
@@ -298,5 +325,55 @@ def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
             wa2, sa2, wr2, sr2 = wa_n, sa_n, wr_n, sr_n
         xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
     # (split-K in one launch, as in lutmm.py)
+    store_split_k(acc, y_ptr, ws_ptr, lock_ptr, bias_ptr, rows_raw, rows, batch_of_c, B, N, ld_y, pid, pid_k,
+                  split, PARTIAL, HAS_BIAS)
+
+
+@triton.jit
+def lut4_mma_tma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
+                        a_desc, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn,
+                        r_desc, r_norm, r_lv, r_lp, r_ln, r_hp, r_hn,
+                        B, N, n_groups, inv_sqrt_g, tiles_per_group, tiles_per_split, n_tiles, split, ld_x, ld_y,
+                        BN: tl.constexpr, BB: tl.constexpr, WARPS: tl.constexpr, RESIDUAL: tl.constexpr,
+                        PARTIAL: tl.constexpr, HAS_BIAS: tl.constexpr, USE_ASM: tl.constexpr, STAGES: tl.constexpr,
+                        ASM_A: tl.constexpr, ASM_R: tl.constexpr):
+    """lut4_mma_kernel with the weight tiles brought in by TMA (Hopper and later): a_desc / r_desc
+    describe the planes as [N, K_pad / 8] int32 in [BN, 16] boxes (the interpreter: [N, K_pad / 2]
+    bytes in [BN, 64] boxes), and the compiler pipelines them through STAGES - 1 shared-memory
+    buffers instead of a register ring.  x is loaded one tile ahead into registers as before.
+
+    Why: at B = 16 the register ring (plus 4 x tensors and a [BN, 16] accumulator per pass)
+    holds 255 registers per thread, 2 CTAs of 4 warps per SM; the copy engine needs none, and
+    its loads do not occupy the SM's own load path, which the activation's loads share.
+    Measured on the H100, kernel alone at B = 16: 27.0 / 77.6 / 66.9 us against the ring's
+    30.1 / 83.8 / 80.8 (8192x8192 / 28672x8192 / 8192x28672); at B = 8 the ring stays ahead
+    (24.2 / 64.2 / 59.3 against 25.0 / 67.6 / 62.1) and at B = 1 too (22.3 / 61.4 / 57.7
+    against 23.2 / 64.7 / 58.6), so only B = 9-16 times both (experiments/
+    h100-2026-11-25-session6/probes).  Three stages led (two and four were slower); x two
+    tiles ahead was slower, and x by plain loads (which the pipeline then routes through
+    shared memory) too.
+    """
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1 = _fragment_indices(pid, B, N, ld_x, BN, WARPS, USE_ASM)
+    acc = tl.full([BN, 16], 0.0, tl.float32)
+    t_begin = pid_k * tiles_per_split
+    t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
+    last_t = tl.maximum(t_end - 1, 0)
+    box = 16 if USE_ASM else 64
+    xa, xb, xc, xd = _load_x(x_ptr, tl.minimum(t_begin, last_t), x_off0, x_off1, xr0, xr1, ld_x, batch_of_c, B, BB,
+                             USE_ASM, True)
+    for t in tl.range(t_begin, t_end, num_stages=STAGES):
+        g = t // tiles_per_group
+        wa = a_desc.load([pid * BN, t * box])
+        sa = tl.load(a_norm + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+        xa_n, xb_n, xc_n, xd_n = _load_x(x_ptr, tl.minimum(t + 1, last_t), x_off0, x_off1, xr0, xr1, ld_x,
+                                         batch_of_c, B, BB, USE_ASM, True)
+        acc += _partial(wa, xa, xb, xc, xd, a_lp, a_ln, a_hp, a_hn, a_lv, ASM_A, BB, USE_ASM) * sa[:, None]
+        if RESIDUAL:
+            wr = r_desc.load([pid * BN, t * box])
+            sr = tl.load(r_norm + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+            acc += _partial(wr, xa, xb, xc, xd, r_lp, r_ln, r_hp, r_hn, r_lv, ASM_R, BB, USE_ASM) * sr[:, None]
+        xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
     store_split_k(acc, y_ptr, ws_ptr, lock_ptr, bias_ptr, rows_raw, rows, batch_of_c, B, N, ld_y, pid, pid_k,
                   split, PARTIAL, HAS_BIAS)
