@@ -102,7 +102,10 @@ def test_mma_tma_kernel_compiles_pipelined(compiled_triton_kernels, arch, bb, wa
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
     import tq.triton.lutmma as lutmma
+    from tq.triton import dispatch
 
+    if dispatch.TensorDescriptor is None:
+        pytest.skip("this Triton has no host tensor descriptors (triton.tools.tensor_descriptor)")
     kernel = lutmma.lut4_mma_tma_kernel
     types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
              "inv_sqrt_g": "fp32"}
@@ -119,7 +122,7 @@ def test_mma_tma_kernel_compiles_pipelined(compiled_triton_kernels, arch, bb, wa
                               options={"num_warps": warps, "num_stages": 1})
     ttgir = compiled.asm["ttgir"]
     assert "async_tma_copy_global_to_local" in ttgir
-    # two passes, each a 2-buffer ring for 3 stages: the copies are issued ahead of their use
-    assert re.search(rf"memdesc<2x{bn}x16xi32", ttgir), "weight tiles not multi-buffered (no software pipeline)"
+    # a ring of >= 2 buffers per pass (3 stages: 2 today): the copies are issued ahead of their use
+    assert re.search(rf"memdesc<[2-9]x{bn}x16xi32", ttgir), "weight tiles not multi-buffered (no software pipeline)"
     assert "ld.global.nc.v4.b32" in compiled.asm["ptx"]
     assert lutmma.layout_ok(ttgir, warps)

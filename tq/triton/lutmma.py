@@ -242,9 +242,15 @@ def _partial(w, xa, xb, xc, xd, lp, ln, hp, hn, lv_ptr, ASM: tl.constexpr, BB: t
 
 
 @triton.jit
-def _fragment_indices(pid, B, N, ld_x, BN: tl.constexpr, WARPS: tl.constexpr, USE_ASM: tl.constexpr):
-    """Program pid's rows (raw and clamped into the weight), the batch index of each of the 16
-    output columns, and the offsets of the x tensors (see the file comment)."""
+def _program(B, N, ld_x, tiles_per_split, n_tiles, BN: tl.constexpr, WARPS: tl.constexpr, USE_ASM: tl.constexpr):
+    """What program (pid, pid_k) covers: its rows (raw and clamped into the weight), the batch
+    index of each of the 16 output columns, the offsets of the x tensors (see the file
+    comment) and its K tiles [t_begin, t_end) (last_t: the last, for clamped prefetches)."""
+    pid = tl.program_id(0)
+    pid_k = tl.program_id(1)
+    t_begin = pid_k * tiles_per_split
+    t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
+    last_t = tl.maximum(t_end - 1, 0)
     r_idx = tl.arange(0, BN)
     rows_raw = pid * BN + r_idx
     rows = tl.minimum(rows_raw, N - 1).to(tl.int64)
@@ -263,7 +269,7 @@ def _fragment_indices(pid, B, N, ld_x, BN: tl.constexpr, WARPS: tl.constexpr, US
         x_off1 = 0
         xr0 = 0
         xr1 = 0
-    return rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1
+    return pid, pid_k, rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1, t_begin, t_end, last_t
 
 
 @triton.jit
@@ -285,13 +291,9 @@ def lut4_mma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     without prefetch, 1.45-1.5 TB/s with one tile).
     """
     tl.static_assert(DEPTH >= 1 and DEPTH <= 3, "DEPTH: 1-3 weight tiles in flight (the register ring)")
-    pid = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1 = _fragment_indices(pid, B, N, ld_x, BN, WARPS, USE_ASM)
+    pid, pid_k, rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1, t_begin, t_end, last_t = _program(
+        B, N, ld_x, tiles_per_split, n_tiles, BN, WARPS, USE_ASM)
     acc = tl.full([BN, 16], 0.0, tl.float32)
-    t_begin = pid_k * tiles_per_split
-    t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
-    last_t = tl.maximum(t_end - 1, 0)
     # Weight tiles t+1 .. t+DEPTH are in flight while tile t is computed (a ring of
     # registers: 0 = now, 1, 2 = next); x, read from L2/L1 by every warp, one tile ahead.
     wa0, sa0, wr0, sr0 = _load_passes(a_pl, a_norm, r_pl, r_norm, rows, tl.minimum(t_begin, last_t),
@@ -353,13 +355,9 @@ def lut4_mma_tma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     tiles ahead was slower, and x by plain loads (which the pipeline then routes through
     shared memory) too.
     """
-    pid = tl.program_id(0)
-    pid_k = tl.program_id(1)
-    rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1 = _fragment_indices(pid, B, N, ld_x, BN, WARPS, USE_ASM)
+    pid, pid_k, rows_raw, rows, batch_of_c, x_off0, x_off1, xr0, xr1, t_begin, t_end, last_t = _program(
+        B, N, ld_x, tiles_per_split, n_tiles, BN, WARPS, USE_ASM)
     acc = tl.full([BN, 16], 0.0, tl.float32)
-    t_begin = pid_k * tiles_per_split
-    t_end = tl.minimum(t_begin + tiles_per_split, n_tiles)
-    last_t = tl.maximum(t_end - 1, 0)
     box = 16 if USE_ASM else 64
     xa, xb, xc, xd = _load_x(x_ptr, tl.minimum(t_begin, last_t), x_off0, x_off1, xr0, xr1, ld_x, batch_of_c, B, BB,
                              USE_ASM, True)
