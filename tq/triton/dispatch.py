@@ -82,8 +82,8 @@ class PreparedWeight:
     lut4_args: dict = dataclasses.field(default_factory=dict)  # operand dtype -> lut4 kernel arguments
     lut4_ok: dict = dataclasses.field(default_factory=dict)    # operand dtype -> lut4 path taken
     mma_sym: dict = dataclasses.field(default_factory=dict)    # operand dtype -> per pass: symmetric levels
-    tma_descs: dict = dataclasses.field(default_factory=dict)  # (BN, asm) -> the planes' TMA descriptors;
-    #                                                            ("reason", device, on) -> tma_reason
+    tma_descs: dict = dataclasses.field(default_factory=dict)  # (BN, asm) -> the planes' TMA descriptors
+    tma_why: dict = dataclasses.field(default_factory=dict)    # (device, TMA switch) -> tma_reason
 
 
 def horner_coefficients(codebook) -> np.ndarray | None:
@@ -594,10 +594,10 @@ def tma_reason(qw, device) -> str | None:
 
 
 def _tma_reason_cached(qw, prep, device) -> str | None:
-    key = ("reason", device, tma_enabled())
-    if key not in prep.tma_descs:
-        prep.tma_descs[key] = tma_reason(qw, device)
-    return prep.tma_descs[key]
+    key = (device, tma_enabled())
+    if key not in prep.tma_why:
+        prep.tma_why[key] = tma_reason(qw, device)
+    return prep.tma_why[key]
 
 
 def _tma_descs(prep, weight_args, bn: int, use_asm: bool) -> tuple:

@@ -22,7 +22,7 @@ import triton.language as tl
 
 from .decode import _add
 from .lut4 import lut4, lut4_scaled
-from .tiles import grouped_block, store_split_k
+from .tiles import group_scale, grouped_block, store_split_k
 
 
 @triton.jit
@@ -30,7 +30,7 @@ def _pass_accumulate(acc, pl, norm_ptr, lv_ptr, t_lp, t_ln, t_hp, t_hn, rows, t,
                   cb, x_lo, x_hi, BN: tl.constexpr, BM: tl.constexpr, TKB: tl.constexpr, SCALE_W: tl.constexpr,
                   OUT: tl.constexpr, USE_ASM: tl.constexpr):
     b = tl.load(pl + rows[:, None] * ld_pl + t * TKB + cb[None, :])
-    sc = tl.load(norm_ptr + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+    sc = group_scale(norm_ptr, rows, g, n_groups, inv_sqrt_g)
     if BM == 1:
         # GEMV on the FMA pipe: x_lo/x_hi are fp32 [TKB] vectors, acc is [BN, TKB].
         lo, hi = lut4(b, t_lp, t_ln, t_hp, t_hn, lv_ptr, OUT, USE_ASM)
@@ -112,13 +112,13 @@ def lut4_dequant_kernel(out_ptr, a_pl, a_norm, a_lv, a_lp, a_ln, a_hp, a_hn,
     col_lo = t * TK + 32 * (cb // 16) + cb % 16
     g = t // tiles_per_group
     b = tl.load(a_pl + src[:, None] * ld_pl + t * TKB + cb[None, :])
-    sc = (tl.load(a_norm + src * n_groups + g).to(tl.float32) * inv_sqrt_g)[:, None]
+    sc = group_scale(a_norm, src, g, n_groups, inv_sqrt_g)[:, None]
     lo, hi = lut4(b, a_lp, a_ln, a_hp, a_hn, a_lv, OUT, USE_ASM)
     lo = lo.to(tl.float32) * sc
     hi = hi.to(tl.float32) * sc
     if RESIDUAL:
         b = tl.load(r_pl + src[:, None] * ld_pl + t * TKB + cb[None, :])
-        sc = (tl.load(r_norm + src * n_groups + g).to(tl.float32) * inv_sqrt_g)[:, None]
+        sc = group_scale(r_norm, src, g, n_groups, inv_sqrt_g)[:, None]
         lo2, hi2 = lut4(b, r_lp, r_ln, r_hp, r_hn, r_lv, OUT, USE_ASM)
         lo += lo2.to(tl.float32) * sc
         hi += hi2.to(tl.float32) * sc

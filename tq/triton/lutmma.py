@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 from .lut4 import _BODY, _lookup_gather
-from .tiles import store_split_k
+from .tiles import group_scale, store_split_k
 
 LAYOUT = "sizePerThread = [1, 4], threadsPerWarp = [8, 4]"
 
@@ -168,7 +168,7 @@ def _load_words(pl, norm_ptr, rows, t, g, n_groups, inv_sqrt_g, ld_pl, USE_ASM: 
                     + tl.arange(0, 16)[None, :])
     else:
         w = tl.load(pl + rows[:, None] * ld_pl + t * 64 + tl.arange(0, 64)[None, :])
-    sc = tl.load(norm_ptr + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+    sc = group_scale(norm_ptr, rows, g, n_groups, inv_sqrt_g)
     return w, sc
 
 
@@ -364,13 +364,13 @@ def lut4_mma_tma_kernel(x_ptr, y_ptr, ws_ptr, lock_ptr, bias_ptr,
     for t in tl.range(t_begin, t_end, num_stages=STAGES):
         g = t // tiles_per_group
         wa = a_desc.load([pid * BN, t * box])
-        sa = tl.load(a_norm + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+        sa = group_scale(a_norm, rows, g, n_groups, inv_sqrt_g)
         xa_n, xb_n, xc_n, xd_n = _load_x(x_ptr, tl.minimum(t + 1, last_t), x_off0, x_off1, xr0, xr1, ld_x,
                                          batch_of_c, B, BB, USE_ASM, True)
         acc += _partial(wa, xa, xb, xc, xd, a_lp, a_ln, a_hp, a_hn, a_lv, ASM_A, BB, USE_ASM) * sa[:, None]
         if RESIDUAL:
             wr = r_desc.load([pid * BN, t * box])
-            sr = tl.load(r_norm + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
+            sr = group_scale(r_norm, rows, g, n_groups, inv_sqrt_g)
             acc += _partial(wr, xa, xb, xc, xd, r_lp, r_ln, r_hp, r_hn, r_lv, ASM_R, BB, USE_ASM) * sr[:, None]
         xa, xb, xc, xd = xa_n, xb_n, xc_n, xd_n
     store_split_k(acc, y_ptr, ws_ptr, lock_ptr, bias_ptr, rows_raw, rows, batch_of_c, B, N, ld_y, pid, pid_k,

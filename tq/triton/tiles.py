@@ -1,7 +1,13 @@
-# Program -> output block mapping shared by the tensor-core kernels (prefill.py, lutmm.py), and the
-# split-K epilogue of the lut4 kernels (lutmm.py, lutmma.py).
+# Program -> output block mapping shared by the tensor-core kernels (prefill.py, lutmm.py), the
+# group scale and the split-K epilogue of the lut4 kernels (lutmm.py, lutmma.py, unrotate.py).
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def group_scale(norm_ptr, rows, g, n_groups, inv_sqrt_g):
+    """fp32 scale of group g of each row: its stored norm times inv_sqrt_g (1 / sqrt(group size))."""
+    return tl.load(norm_ptr + rows * n_groups + g).to(tl.float32) * inv_sqrt_g
 
 
 @triton.jit

@@ -25,13 +25,14 @@ import triton.language as tl
 
 from ..rotation import hadamard_matrix_np
 from .lut4 import lut4
+from .tiles import group_scale
 
 
 @triton.jit
 def _levels_times_h(pl, norm_ptr, lv_ptr, t_lp, t_ln, t_hp, t_hn, src, t, g, n_groups, inv_sqrt_g, ld_pl, cb,
                     h_lo, h_hi, TKB: tl.constexpr, OUT: tl.constexpr, USE_ASM: tl.constexpr, PREC: tl.constexpr):
     b = tl.load(pl + src[:, None] * ld_pl + t * TKB + cb[None, :])
-    sc = tl.load(norm_ptr + src * n_groups + g).to(tl.float32) * inv_sqrt_g
+    sc = group_scale(norm_ptr, src, g, n_groups, inv_sqrt_g)
     lo, hi = lut4(b, t_lp, t_ln, t_hp, t_hn, lv_ptr, OUT, USE_ASM)
     acc = tl.dot(lo, h_lo, input_precision=PREC)
     acc = tl.dot(hi, h_hi, acc, input_precision=PREC)
