@@ -43,7 +43,7 @@ POLY_TERMS = {2: 2, 3: 3, 4: 3, 8: 3}  # Horner terms of the default degree-5 po
 
 @dataclasses.dataclass(frozen=True)
 class Variant:
-    kernel: str        # "rotate", "rotate_mma", "fused", "gemv", "reduce", "dequant" or "unrotate"
+    kernel: str        # "rotate", "rotate_mma", "rotate_words", "fused", "gemv", "words", "reduce", "dequant", "unrotate"
     name: str          # human-readable constants
     params: tuple      # (dtype name, constants...) interpreted by _signature
 
@@ -130,6 +130,24 @@ def _rotate_mma_variant(dtype, r, v0, v1):
     return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True):
+    # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
+    # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit)
+    terms = {2: 2, 4: 5}
+    pa, ta = bits, terms[bits]
+    pb, tbt = (residual, terms[residual]) if residual else (0, 0)
+    label = f"{bits}" + (f"+{residual}" if residual else "") + "-bit"
+    name = (f"words {label} {dtype} TN=128 TK={tk} TB={tb} SPLIT={split}{' bias' if bias else ''}"
+            f"{'' if exact else ' ragged'}")
+    return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, split, bias, not exact))
+
+
+def _rotate_words_variant(dtype, r, tk, tb, p0, p1):
+    c = max(r, tk)
+    return Variant("rotate_words", f"rotate_words {dtype} R={r} C={c} TK={tk} TB={tb} P={p0},{p1}",
+                   (dtype, r, c, tk, tb, p0, p1))
+
+
 def _reduce_variant(dtype, split, bias):
     return Variant("reduce", f"reduce {dtype} SPLIT={split} TB=16 TN=128{' bias' if bias else ''}",
                    (dtype, split, 16, 128, bias))
@@ -152,6 +170,9 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_dequant_variant(4, 4, False, "bfloat16", 128, pairs=True, unrotate=True))
         out.append(_fused_variant(4, None, "fp16", "bfloat16", "gemv", 128, False, split=2))
         out.append(_fused_variant(4, 2, "fp16", "float16", "decode", 128, True, split=2))
+        out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))
+        out.append(_words_variant(4, 2, "bfloat16", 128, 8, 1, True, exact=False))
+        out.append(_rotate_words_variant("bfloat16", 128, 128, 16, 4, 2))
         return out
     if which == "full":
         for (bits, res), poly, dt, path, tk, bias in itertools.product(
@@ -173,6 +194,12 @@ def variants(which: str = "default") -> list[Variant]:
                                                           ("bfloat16", "float16"), (128, 64, 32)):
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
+        for (bits, res), tk, tb, sp, bias in itertools.product(
+                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), (64, 128), (8, 16), (1, 2, 4, 8), (False, True)):
+            if tk * min(bits, res or bits) >= 256:
+                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias))
+        for r, tk, tb, pp in itertools.product((32, 64, 128, 256), (64, 128), (8, 16), ((4, 0), (2, 0), (4, 2))):
+            out.append(_rotate_words_variant("bfloat16", r, tk, tb, *pp))
         return out
     if which != "default":
         raise ValueError(f"unknown variant set {which!r}; choose default, ci or full")
@@ -219,6 +246,15 @@ def variants(which: str = "default") -> list[Variant]:
     for i, (bits, res) in enumerate(((4, None), (4, 4), (3, 2))):
         out.append(_dequant_variant(bits, res, i == 2, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i],
                                     pairs=i < 2, exact=i != 1, unrotate=True))
+    # the word decode (bf16 x, B = 1-16): every pass configuration it takes, both batch tiles,
+    # split-K and the no-split epilogue (bias, ragged N), and its rotation for blocks 32..256
+    for i, (bits, res) in enumerate(((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4))):
+        tk = 64 if bits == 4 and res in (None, 4) and i % 2 == 0 else 128
+        out.append(_words_variant(bits, res, "bfloat16", tk, (8, 16)[i % 2], (4, 1)[i % 2], i % 2 == 1,
+                                  exact=i % 3 != 2))
+    for i, (r, tk, pp) in enumerate(((32, 64, (4, 0)), (64, 128, (4, 2)), (128, 128, (4, 0)),
+                                     (256, 128, (2, 0)), (128, 64, (4, 0)), (256, 128, (4, 2)))):
+        out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))
     return out
 
 
@@ -243,6 +279,16 @@ def _signature(v: Variant):
     elif v.kernel == "rotate_mma":
         from .rotate import rotate_mma_kernel as k
         params = [arr(dt, 2), arr(ct.float32, 1), arr(dt, 2), arr(dt, 3), arr(dt, 3), *c]
+    elif v.kernel == "rotate_words":
+        from .words import rotate_words_kernel as k
+        params = [arr(dt, 2), arr(ct.float32, 1), arr(ct.float32, 2), arr(ct.float16, 3), arr(ct.float16, 3), *c]
+    elif v.kernel == "words":
+        from .words import words_matmul_kernel as k
+        split = c[7]
+        out = arr(ct.float32, 3) if split > 1 else arr(dt, 2)
+        one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
+        params = [out, arr(dt, 2), arr(ct.float32, 2), *one, *one, ScalarConstraint(ct.int32),
+                  ScalarConstraint(ct.int32), *c]
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k
         params = [arr(ct.float32, 3), arr(dt, 2), arr(dt, 2), *c]

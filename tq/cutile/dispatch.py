@@ -12,8 +12,10 @@ with split-K, an fp32 workspace of SPLIT * B * N; W_hat is never formed.  For de
 batches (B <= 16) these are kept and reused per (stream, shape), so a call allocates
 only its output; for larger batches they are allocated per call.
 
-Batch 1 uses fused_gemv_kernel (2-D FMA accumulator, norms folded into the Horner
-coefficients); batch 2-16 and prefill use fused_matmul_kernel (tensor cores).
+Batch 1-16 with bf16 x and 2/4-bit planes uses the word decode (words.py: fp16 levels from
+32-bit words, fp16 activation copies with per-tile power-of-two scales); otherwise batch 1
+uses fused_gemv_kernel (2-D FMA accumulator, norms folded into the Horner coefficients) and
+batch 2-16 and prefill use fused_matmul_kernel (tensor cores).
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from .. import chunked
 from ..format import QuantizedWeight
 from ..rotation import hadamard_torch
 from ..settings import int_setting
+from . import wordlevels
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
 SUPPORTED_BITS = {2: (2, 0), 3: (2, 1), 4: (4, 0), 8: (8, 0)}
@@ -56,6 +59,7 @@ class PassData:
     pairs: dict = dataclasses.field(default_factory=dict)  # dtype -> byte-pair table (4-bit lookup)
     fit: tuple | None = None  # (terms, Horner coefficients) of the fitted odd polynomial (lookup)
     fit16: tuple | None = None  # (terms, fp16-Horner coefficients) where fp16 evaluation is accurate
+    words: tuple | None = None  # (terms, fp16-exact coefficients in u, plane as int32 words): word decode
 
     @property
     def slices(self) -> int:
@@ -256,6 +260,12 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                 # (rounded to fp16 here, exactly as the host model did: the kernel's fp32 -> fp16
                 # cast then changes nothing)
                 pd.fit16 = (cw.size, torch.tensor(f16[0].astype(np.float16).astype(np.float32), device=dev))
+        if p1 == 0 and p0 in wordlevels.WORD_WIDTHS and planes[0].shape[1] % 4 == 0 \
+                and planes[0].data_ptr() % 16 == 0:
+            wf = wordlevels.fit(p.levels.double().cpu().numpy() / math.sqrt(g), p0)
+            if wf is not None:
+                pd.words = (wf[0].size, torch.tensor(wf[0], dtype=torch.float32, device=dev),
+                            planes[0].view(torch.int32))
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -341,6 +351,56 @@ def choose_tiling(batch: int, n: int, k_tiles: int, sms: int, x_dtype: torch.dty
     if x_dtype == torch.float32:
         tn = 64
     return Tiling(tn, tb, 1, "prefill")
+
+
+WORDS_MAX_BLOCK = 256   # rotate_words_kernel holds [TB, max(R, TK)] fp32 in registers
+WORDS_SPLIT = 4
+
+
+def words_enabled() -> bool:
+    """TQ_CUTILE_WORDS=0 turns the word decode off (experiments, comparisons)."""
+    v = os.environ.get("TQ_CUTILE_WORDS", "1")
+    if v not in ("0", "1"):
+        raise ValueError(f"TQ_CUTILE_WORDS must be 0 or 1 (whether B <= 16 takes the word decode), got {v!r}")
+    return v == "1"
+
+
+def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype) -> str | None:
+    """None where a call takes the word decode (words.py), else why not."""
+    if not words_enabled():
+        return "TQ_CUTILE_WORDS=0"
+    if level_preference() is not None:
+        return "TQ_CUTILE_LEVELS asks for one of fused.py's level modes"
+    if bsz > DECODE_MAX_BATCH:
+        return f"batch {bsz} > {DECODE_MAX_BATCH}"
+    if dt != torch.bfloat16:
+        # (its levels are within 2^-9 of the table: below bf16's rounding, not fp16's or fp32's)
+        return f"x is {dt}; the word decode serves bf16 x"
+    for i, pd in enumerate(wd.passes):
+        if pd.p1 or pd.p0 not in wordlevels.WORD_WIDTHS:
+            return f"pass {i} has a {pd.p0}+{pd.p1}-bit plane layout; the word decode reads one 2- or 4-bit plane"
+        if pd.words is None:
+            return (f"pass {i}: no odd polynomial reproduces its codebook within 2^-9 in fp16, or its plane "
+                    f"is not 16-byte aligned")
+        if wd.tk * pd.p0 < 256:
+            return f"pass {i}: K tile {wd.tk} x {pd.p0} bits < 256 (each slice's mma needs K >= 16)"
+    if max(qw.rotation_block, wd.tk) > WORDS_MAX_BLOCK:
+        return f"rotation block {qw.rotation_block} > {WORDS_MAX_BLOCK}"
+    return None
+
+
+def words_split(n: int, k_tiles: int, sms: int) -> int:
+    """Split-K of the word decode.  Measured on the H100 (graph, 4-bit g128, kernel alone; B = 1, 8,
+    16 on 8192x8192 / 28672x8192 / 8192x28672): split 4 best or within 5% of best everywhere
+    (2 and 8 tried; experiments/h100-2026-11-25-session7/probes/probe_tune.log).  Fewer where
+    a share would have under 4 K tiles; more for small N until the programs cover the SMs."""
+    override = _env_override("TQ_CUTILE_DECODE")
+    if override:
+        return override[2]
+    split = WORDS_SPLIT
+    while split > 1 and k_tiles // split < 4:
+        split //= 2
+    return _fill_sms(split, -(-n // 128), k_tiles, sms)
 
 
 # ---------------------------------------------------------------------------
@@ -484,7 +544,8 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     chunk = chunked.chunk_rows_for(qw.k_padded, qw.out_features) if uses_chunked(bsz, dt) else 0
     key = (bsz, dt, has_bias, stream_id, level_preference(), chunk, dequant_tn() if chunk else 0,
            os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"),
-           os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled())
+           os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled(),
+           os.environ.get("TQ_CUTILE_WORDS"))
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
@@ -506,6 +567,10 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
                     unrotate_kernel if form == "weight" else dequant_kernel, None, consts, None, None, None,
                     (la, lb), chunk, form,
                     hadamard_torch(r, torch.float16 if form == "weight" else dt, str(dev)) if form != "butterfly" else None)
+        wd.plans[key] = plan
+        return plan
+    if words_reason(qw, wd, bsz, dt) is None:
+        plan = _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb)
         wd.plans[key] = plan
         return plan
     vs = tuple(sorted({p.slices for p in wd.passes}))
@@ -541,6 +606,29 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     return plan
 
 
+def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb) -> Plan:
+    from .words import words_matmul_kernel
+    tb = 8 if bsz <= 8 else 16
+    split = words_split(n, wd.k_tiles, sms)
+    widths = tuple(sorted({p.p0 for p in wd.passes}))
+    c = max(r, wd.tk)
+    rconsts = (r, c, wd.tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
+    consts = (pa.p0, pa.words[0], pb.p0 if pb else 0, pb.words[0] if pb else 0,
+              128, wd.tk, tb, split, has_bias, n % 128 != 0)
+    plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
+                (-(-n // 128), split, 1), consts, (1, -(-n // 128), 1) if split > 1 else None,
+                (split, 16, 128, has_bias) if split > 1 else None, None, rotate_form="words")
+    skey = ("words", str(dev), stream_id, bsz, tb, n, kp, widths, split)
+    if skey not in _scratch_pool:
+        sc = {("w", p): torch.empty((16 // p, tb, kp * p // 16), dtype=torch.float16, device=dev) for p in widths}
+        sc["xinv"] = torch.empty((kp // wd.tk, tb), dtype=torch.float32, device=dev)
+        if split > 1:
+            sc["ws"] = torch.empty((split, tb, n), dtype=torch.float32, device=dev)
+        _scratch_pool[skey] = sc
+    plan.scratch = _scratch_pool[skey]
+    return plan
+
+
 def weight_basis(qw, wd: WeightData) -> bool:
     """Whether the chunked prefill rotates the weight chunks back (unrotate_kernel) instead of
     rotating x: TQ_PREFILL_UNROTATE=1 and a K tile is one rotation block (TK == R <= 128)."""
@@ -550,6 +638,12 @@ def weight_basis(qw, wd: WeightData) -> bool:
 def _rotation(plan: Plan, x2, wd: WeightData, out0, out1) -> tuple:
     """(kernel, grid, args) of the plan's rotation launch."""
     from .rotate import rotate_kernel, rotate_mma_kernel
+    if plan.rotate_form == "words":
+        from .words import rotate_words_kernel
+        p0, p1 = plan.rotate_consts[4], plan.rotate_consts[5]
+        sc = plan.scratch
+        return rotate_words_kernel, plan.rotate_grid, (x2, wd.signs, sc["xinv"], sc[("w", p0)],
+                                                       sc[("w", p1 or p0)], *plan.rotate_consts)
     if plan.rotate_form == "mma":
         return rotate_mma_kernel, plan.rotate_grid, (x2, wd.signs, plan.rotate_h, out0, out1, *plan.rotate_consts)
     return rotate_kernel, plan.rotate_grid, (x2, wd.signs, out0, out1, *plan.rotate_consts)
@@ -588,6 +682,8 @@ def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> to
     bias2 = bias.reshape(1, n) if has_bias else wd.signs.view(1, -1)
     if has_bias and not bias2.is_contiguous():
         bias2 = bias2.contiguous()
+    if plan.rotate_form == "words":
+        return _run_words(x2, wd, plan, y, bias2, stream)
     c0 = sc[plan.vs[0]]
     c1 = sc[plan.vs[1]] if len(plan.vs) > 1 else c0
     pa = wd.passes[0]
@@ -611,6 +707,33 @@ def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> to
     for (kern, grid, args), name, c in zip(launches, names, consts):
         # first call of this plan: record the first-launch (JIT compile) time of each new variant
         _launch(kern, grid, args, (name, str(dt), str(args[0].dtype), str(pa.norms.dtype), str(bias2.dtype)) + c)
+    plan.seen = True
+    return y
+
+
+def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor:
+    import cuda.tile as ct
+    from .reduce import splitk_reduce_kernel
+    sc = plan.scratch
+    pa = wd.passes[0]
+    pb = wd.passes[1] if len(wd.passes) > 1 else pa
+    target = sc["ws"] if plan.tiling.split > 1 else y
+    launches = [
+        _rotation(plan, x2, wd, None, None),
+        (plan.fused_kernel, plan.fused_grid,
+         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
+          sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], wd.k_tiles, wd.tiles_per_group,
+          *plan.fused_consts)),
+    ]
+    if plan.reduce_grid:
+        launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))
+    if plan.seen:
+        for kern, grid, args in launches:
+            ct.launch(stream, grid, kern, args)
+        return y
+    consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
+    for (kern, grid, args), name, c in zip(launches, ("rotate-words", "words", "reduce"), consts):
+        _launch(kern, grid, args, (name, str(x2.dtype), str(args[0].dtype), str(pa.norms.dtype), str(bias2.dtype)) + c)
     plan.seen = True
     return y
 

@@ -1,0 +1,237 @@
+"""cutile word decode (tq/cutile/words.py, wordlevels.py).
+
+CPU / CI: the host model of the kernel's bit operations decodes real packed planes to the
+reference's W_rot; the activation order, the field constants, the fp16 fit, the choice of
+path and its reasons; AOT compiles of the kernels are in test_cutile_backend's `ci` set.
+GPU: ``pytest -m gpu tests/test_cutile_words.py``: parity of the word decode against the
+float64 reference on fresh random inputs (2/4-bit passes and residuals, groups, odd shapes,
+every batch size 1-16, bias, extreme activation magnitudes, CUDA-graph capture).
+"""
+from __future__ import annotations
+
+import math
+import secrets
+
+import numpy as np
+import pytest
+import torch
+
+import tq
+from tq.cutile import dispatch as d
+from tq.cutile import env, wordlevels as wl
+from tq.quantize import dequantize_rotated
+from tq.reference import matmul_float64
+
+RUNTIME_OK, RUNTIME_REASON = env.availability()
+needs_gpu = pytest.mark.skipif(not RUNTIME_OK, reason=f"cutile backend unavailable: {RUNTIME_REASON}")
+
+
+def _seed():
+    return secrets.randbelow(2**31)
+
+
+# ---------------------------------------------------------------------------
+# Host model (CPU)
+# ---------------------------------------------------------------------------
+@pytest.mark.parametrize("p", wl.WORD_WIDTHS)
+def test_field_constants_are_exact(p):
+    for i in range(16 // p):
+        low, m, magic, mask, centre = wl.field(i, p)
+        assert 1 <= m and m + p <= 10                 # inside the fp16 mantissa, above bit 0
+        assert magic & mask == 0 and 0 < magic < 2**31 and 0 < mask < 2**31
+        for half in (0, 16):                          # both 16-bit halves carry the same field
+            assert (mask >> half) & 0xFFFF == ((1 << p) - 1) << m
+        lam = 2.0 ** wl.log2_lambda(p)
+        f = np.array([(magic & 0xFFFF) | (idx << m) for idx in range(1 << p)], dtype=np.uint16).view(np.float16)
+        base = float(np.array([magic & 0xFFFF], dtype=np.uint16).view(np.float16)[0])
+        assert np.array_equal(f.astype(np.float64), base + lam * np.arange(1 << p))   # 2^e + lambda * idx
+        assert float(np.float16(centre)) == centre                                     # representable
+        u = f.astype(np.float64) - centre
+        assert np.array_equal(u.astype(np.float16).astype(np.float64), u)            # exact u in [-1, 1)
+        assert np.all(np.abs(u) < 1)
+
+
+@pytest.mark.parametrize("p", wl.WORD_WIDTHS)
+@pytest.mark.parametrize("k_pad", [32, 96, 1024])
+def test_word_columns_permute_the_packing(p, k_pad):
+    cols = wl.word_columns(k_pad, p)
+    assert cols.shape == (16 // p, k_pad * p // 16)
+    assert np.array_equal(np.sort(cols.ravel()), np.arange(k_pad))
+    # element e of slice i is field i of 16-bit half e: check against tq.packing on a ramp
+    from tq.packing import pack_plane
+    vals = torch.randint(0, 1 << p, (3, k_pad))
+    halves = pack_plane(vals, p).numpy().view(np.uint16).astype(np.int64)
+    for i in range(16 // p):
+        assert np.array_equal((halves >> (i * p)) & ((1 << p) - 1), vals.numpy()[:, cols[i]])
+
+
+@pytest.mark.parametrize("bits, residual, group, codebook", [
+    (4, None, 128, "gaussian"), (4, None, 64, "beta"), (2, None, 256, "gaussian"), (4, 4, 128, "gaussian"),
+    (4, 2, None, "gaussian"), (2, 2, 128, "gaussian-poly"), (4, None, 128, "gaussian-poly")])
+def test_word_model_decodes_real_planes(bits, residual, group, codebook):
+    # The kernel's operations (wordlevels.decode_words) on a real packed weight, put back in
+    # column order and scaled by the norms, give the reference's W_rot to the fp16 fit's accuracy.
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 37, 300 + seed % 200
+    qw = tq.quantize(torch.randn(n, k, generator=g), bits=bits, group_size=group, residual_bits=residual,
+                     codebook=codebook, seed=seed % 1000)
+    gs = qw.group_size
+    w = np.zeros((n, qw.k_padded))
+    for ps in qw.passes:
+        fitted = wl.fit(ps.levels.double().numpy() / math.sqrt(gs), ps.bits)
+        assert fitted is not None
+        coef, err = fitted
+        assert err <= wl.TOL
+        lev = wl.decode_words(ps.planes[0].numpy().view(np.int32), ps.bits, coef)
+        cols = wl.word_columns(qw.k_padded, ps.bits)
+        wp = np.zeros_like(w)
+        for i in range(16 // ps.bits):
+            wp[:, cols[i]] = lev[i]
+        w += wp * np.repeat(ps.norms.double().numpy(), gs, 1)
+    ref = dequantize_rotated(qw, dtype=torch.float64).numpy()
+    rel = np.abs(w - ref).max() / np.abs(ref).max()
+    assert rel < 4e-3, f"seed={seed}: {rel:.2e}"
+    fro = np.linalg.norm(w - ref) / np.linalg.norm(ref)
+    assert fro < 1.5e-3, f"seed={seed}: {fro:.2e}"
+
+
+def test_fit():
+    from tq.codebook import get_codebook
+    for bits, terms in ((4, 5), (2, 2)):
+        lv = np.array(get_codebook("gaussian", bits, dimension=128).levels) / math.sqrt(128)
+        coef, err = wl.fit(lv, bits)
+        assert coef.size == terms and err <= wl.TOL
+        assert np.array_equal(coef.astype(np.float16).astype(np.float64), coef)   # fp16-exact
+        assert np.max(np.abs(wl.levels_fp16(coef, bits) - lv) / np.abs(lv)) == err
+    lv = np.array(get_codebook("gaussian", 4, dimension=128).levels)
+    assert wl.fit(lv[::-1] * 0 + 1, 4) is None           # not odd-symmetric
+    assert wl.fit(np.r_[lv[:8], 0 * lv[8:]], 4) is None  # zero level
+    assert wl.fit(lv, 2) is None                          # wrong count
+    assert wl.fit(lv * 1e6, 4) is None                    # fp16 overflow: no finite evaluation
+
+
+def test_words_reason_and_split(monkeypatch):
+    def wd_of(**kw):
+        qw = tq.quantize(torch.randn(64, 1024), **kw)
+        return qw, d.weight_data(qw)
+    qw, wd = wd_of(bits=4, group_size=128)
+    assert d.words_reason(qw, wd, 16, torch.bfloat16) is None
+    assert d.words_reason(qw, wd, 1, torch.bfloat16) is None
+    assert "bf16" in d.words_reason(qw, wd, 4, torch.float16)
+    assert "batch 17" in d.words_reason(qw, wd, 17, torch.bfloat16)
+    monkeypatch.setenv("TQ_CUTILE_WORDS", "0")
+    assert d.words_reason(qw, wd, 4, torch.bfloat16) == "TQ_CUTILE_WORDS=0"
+    monkeypatch.setenv("TQ_CUTILE_WORDS", "yes")
+    with pytest.raises(ValueError, match="TQ_CUTILE_WORDS"):
+        d.words_reason(qw, wd, 4, torch.bfloat16)
+    monkeypatch.delenv("TQ_CUTILE_WORDS")
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
+    assert "TQ_CUTILE_LEVELS" in d.words_reason(qw, wd, 4, torch.bfloat16)
+    monkeypatch.delenv("TQ_CUTILE_LEVELS")
+    assert "2+1-bit" in d.words_reason(*wd_of(bits=3, group_size=128), 4, torch.bfloat16)
+    assert "8+0-bit" in d.words_reason(*wd_of(bits=8, group_size=128), 4, torch.bfloat16)
+    assert "< 256" in d.words_reason(*wd_of(bits=4, group_size=32), 4, torch.bfloat16)
+    assert "< 256" in d.words_reason(*wd_of(bits=2, group_size=64), 4, torch.bfloat16)
+    assert "rotation block 1024" in d.words_reason(*wd_of(bits=4, group_size=None), 4, torch.bfloat16)
+    assert d.words_reason(*wd_of(bits=4, group_size=128, residual_bits=2), 4, torch.bfloat16) is None
+    # split: 4, fewer where a share would hold < 4 K tiles, more for few row tiles
+    assert d.words_split(8192, 64, 132) == 4 and d.words_split(28672, 224, 132) == 4
+    assert d.words_split(28672, 8, 132) == 2 and d.words_split(28672, 4, 132) == 1
+    assert d.words_split(8192, 4, 132) == 2     # 64 row tiles: split again to cover the SMs
+    assert d.words_split(1024, 64, 132) == 8
+    monkeypatch.setenv("TQ_CUTILE_DECODE", "128,16,2")
+    assert d.words_split(8192, 64, 132) == 2
+
+
+def test_scale_exponent_model():
+    # rotate_words_kernel's per-tile scale 2^s: the largest scaled magnitude lands in [2^14, 2^15)
+    # (inside fp16's range with 1 bit of headroom) and 2^-s is its exact inverse
+    def scale(amax):
+        eb = (np.array([amax], dtype=np.float32).view(np.int32) >> 23) & 255
+        se = np.minimum(np.maximum(268 - eb, 1), 253)
+        return (se << 23).view(np.float32)[0], ((254 - se) << 23).view(np.float32)[0]
+    for amax in (1.0, 3.0e-5, 0.7, 65504.0, 1e30, 3e38, 1.5e-30):
+        s, inv = scale(amax)
+        assert 2**14 <= amax * s < 2**15 and float(s) * float(inv) == 1.0
+    s, inv = scale(0.0)
+    assert s == 2.0**126 and inv == 2.0**-126
+
+
+# ---------------------------------------------------------------------------
+# GPU parity
+# ---------------------------------------------------------------------------
+WORD_CONFIGS = [(4, None, 128), (4, None, 64), (2, None, 128), (4, 4, 128), (4, 2, 256), (2, 2, 128), (2, 4, 128),
+                (4, None, 256)]
+
+
+def _plan_form(qw, x):
+    wd = d.weight_data(qw)
+    return "words" if d.words_reason(qw, wd, x.shape[0], x.dtype) is None else "classic"
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("codebook", ["gaussian", "beta-poly"])
+@pytest.mark.parametrize("bits, residual, group", WORD_CONFIGS)
+def test_words_parity(bits, residual, group, codebook):
+    import tq.cutile as tqc
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(33, 700, (1,), generator=g)) | 1
+    k = int(torch.randint(300, 2000, (1,), generator=g)) | 1
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=group, residual_bits=residual,
+                     codebook=codebook, seed=seed % 1000)
+    for batch in (1, 3, 8, 9, 16):
+        x = torch.randn(batch, k, generator=g).to(torch.bfloat16).cuda()
+        bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda() if batch % 2 else None
+        assert _plan_form(qw, x) == "words"
+        ref = matmul_float64(x, qw, bias=bias)
+        y = tqc.matmul(x, qw, bias=bias)
+        assert y.dtype == torch.bfloat16 and tuple(y.shape) == (batch, n)
+        err = float(np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+        # bf16 output rounding (~2^-9 / sqrt(3)) dominates; fp16 levels are within 2^-9 of the table
+        assert err < 4e-3, f"seed={seed} n={n} k={k} B={batch}: rel err {err:.2e}"
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_words_extreme_rows_and_graph(monkeypatch):
+    # Per-(row, K tile) scales: rows of very different magnitude (and an all-zero row) each keep
+    # their own relative accuracy, one K tile's outlier does not flatten the rest of its row, and
+    # the call replays under a CUDA graph; TQ_CUTILE_WORDS=0 (fused.py) agrees.
+    import tq.cutile as tqc
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 517, 1536
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=4, group_size=128, seed=seed % 1000)
+    x = torch.randn(6, k, generator=g, dtype=torch.float64)
+    x[0] *= 3e4
+    x[1] *= 1e-5
+    x[2] = 0
+    x[3, 5] = 6e4                      # one huge value in K tile 0
+    x[4, :128] *= 1e-3                 # one tiny K tile
+    xb = x.to(torch.bfloat16).cuda()
+    ref = matmul_float64(xb, qw)
+    y = tqc.matmul(xb, qw).double().cpu().numpy()
+    assert np.all(y[2] == 0)
+    for r in (0, 1, 3, 4, 5):
+        err = np.linalg.norm(y[r] - ref[r]) / np.linalg.norm(ref[r])
+        assert err < 4e-3, f"seed={seed} row {r}: {err:.2e}"
+    out = torch.empty(6, n, dtype=torch.bfloat16, device="cuda")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        out.copy_(tqc.matmul(xb, qw))          # warm-up (plan, compile) on the capture stream
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream):
+            out.copy_(tqc.matmul(xb, qw))
+    torch.cuda.current_stream().wait_stream(stream)
+    out.zero_()
+    graph.replay()
+    torch.cuda.synchronize()
+    assert np.array_equal(out.double().cpu().numpy(), y)
+    monkeypatch.setenv("TQ_CUTILE_WORDS", "0")
+    assert _plan_form(qw, xb) == "classic"
+    y0 = tqc.matmul(xb, qw).double().cpu().numpy()
+    assert np.linalg.norm(y0 - ref) / np.linalg.norm(ref) < 1e-2

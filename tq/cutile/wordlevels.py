@@ -1,0 +1,113 @@
+"""Host side of the word decode (words.py): field constants, the activation order, the
+fp16 polynomial and an op-by-op NumPy model of the kernel's level evaluation.
+
+No cuda.tile import: dispatch.py and the CPU tests use this module on any machine.
+
+The kernel reads a packed plane of width p (2 or 4) as int32 words.  Each 16-bit half of a
+word holds 16/p fields; field i sits at bits [i*p, (i+1)*p).  After one shift of the whole
+word (left by 1 for the low byte's fields, arithmetic right by 7 for the high byte's) field
+i lies at mantissa bits [m, m+p) of both halves at once, with m >= 1.  OR-ing in the fp16
+exponent e makes each half the fp16 number 2^e + lambda * idx, lambda = 2^(1-p), exactly;
+one subtraction of 2^e + lambda * u_max gives u = lambda * (idx - u_max) in [-1, 1), exact.
+m >= 1 is what makes that constant representable (it needs 12 - m significant bits).  The
+level is then an odd polynomial of u, u * sum_j d_j (u^2)^j, in packed fp16 (HMUL2 / HFMA2):
+two weights per instruction, no table, no conversion.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+WORD_WIDTHS = (2, 4)          # plane widths the word decode reads (one plane per pass)
+MAX_TERMS = 6
+TOL = 2.0 ** -9               # largest relative level error accepted (dispatch.FIT16_TOL)
+
+
+def log2_lambda(p: int) -> int:
+    return 1 - p
+
+
+def field(i: int, p: int) -> tuple[bool, int, int, int, float]:
+    """(from the left-shifted word?, m, OR constant, AND mask, centre) of field i of a width-p
+    plane; words.py computes the same numbers inline (a kernel cannot call this)."""
+    o = i * p
+    low = o + p <= 8
+    m = o + 1 if low else o - 7
+    e = 10 - m + log2_lambda(p)
+    magic = ((e + 15) << 10) * 0x00010001
+    mask = (((1 << p) - 1) << m) * 0x00010001
+    centre = 2.0 ** e + 2.0 ** log2_lambda(p) * ((1 << p) - 1) / 2
+    return low, m, magic, mask, centre
+
+
+def word_columns(k_padded: int, p: int) -> np.ndarray:
+    """[16/p, K_pad*p/16]: the K column of element e of slice i, where element e is the 16-bit
+    half e of the plane's row (half 2j + h = half h of word j).  The packing (tq/packing.py)
+    puts column 32*b + s*(32/v) + j in field s of byte j of block b (v = 8/p); half e of a block
+    holds bytes 2e and 2e + 1, so field i of the half is byte 2e + i // v, field i % v."""
+    v, s_count = 8 // p, 16 // p
+    e = np.arange(k_padded * p // 16)
+    cols = np.empty((s_count, e.size), dtype=np.int64)
+    for i in range(s_count):
+        byte = 2 * e + i // v
+        cols[i] = 32 * (byte // (4 * p)) + (i % v) * 4 * p + byte % (4 * p)
+    return cols
+
+
+def _fp16(z):
+    return np.asarray(z, dtype=np.float64).astype(np.float16).astype(np.float64)
+
+
+def levels_fp16(coef: np.ndarray, p: int) -> np.ndarray:
+    """The 2^p levels as the kernel computes them: every step rounded once to fp16 (products
+    of two fp16 values are exact in float64, so this reproduces HMUL2 / HFMA2)."""
+    n = 1 << p
+    u = _fp16(2.0 ** log2_lambda(p) * (np.arange(n) - (n - 1) / 2))   # exact
+    return _horner16(u, _fp16(coef))
+
+
+def _horner16(u: np.ndarray, d: np.ndarray) -> np.ndarray:
+    t = _fp16(u * u)
+    h = np.full_like(u, d[-1])
+    for j in range(d.size - 2, -1, -1):
+        h = _fp16(h * t + d[j])
+    return _fp16(h * u)
+
+
+def fit(scaled_levels, p: int, tol: float = TOL) -> tuple[np.ndarray, float] | None:
+    """(fp16-rounded coefficients d_j, max relative level error) of the shortest odd polynomial
+    in u whose fp16 evaluation reproduces the (symmetric, non-zero) levels within tol; None
+    where there is none with <= MAX_TERMS terms.  Least squares in relative error."""
+    lv = np.asarray(scaled_levels, dtype=np.float64)
+    n = 1 << p
+    if lv.size != n or np.any(lv == 0) or not np.allclose(lv, -lv[::-1], rtol=1e-12, atol=0.0):
+        return None
+    u = 2.0 ** log2_lambda(p) * (np.arange(n) - (n - 1) / 2)
+    wgt = 1.0 / np.abs(lv)
+    for terms in range(1, min(MAX_TERMS, n // 2) + 1):
+        a = np.stack([u ** (2 * j + 1) for j in range(terms)], 1)
+        with np.errstate(over="ignore", invalid="ignore"):   # (fp16 overflow: refused below)
+            d = _fp16(np.linalg.lstsq(a * wgt[:, None], lv * wgt, rcond=None)[0])
+            got = levels_fp16(d, p)
+        if not np.all(np.isfinite(got)):
+            continue
+        err = float(np.max(np.abs(got - lv) / np.abs(lv)))
+        if err <= tol:
+            return d, err
+    return None
+
+
+def decode_words(words: np.ndarray, p: int, coef: np.ndarray) -> np.ndarray:
+    """The kernel's level tiles from int32 words [N, W]: [16/p, N, 2W] float64, by its bit
+    operations (shifts, AND, OR, reinterpretation as two fp16 halves) and its fp16 chain."""
+    w = words.astype(np.int64)
+    u32 = 0xFFFFFFFF
+    shifted = {True: (w << 1) & u32, False: (w >> 7) & u32}   # (int64 >> is arithmetic, as in int32)
+    d = _fp16(coef)
+    out = []
+    for i in range(16 // p):
+        low, _, magic, mask, centre = field(i, p)
+        q = (shifted[low] & mask) | magic
+        halves = np.stack([q & 0xFFFF, q >> 16], -1).reshape(q.shape[0], -1).astype(np.uint16)
+        u = _fp16(halves.view(np.float16).astype(np.float64) - centre)
+        out.append(_horner16(u, d))
+    return np.stack(out)
