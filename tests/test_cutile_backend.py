@@ -213,7 +213,8 @@ def test_aot_compile_representative(arch, tmp_path):
     results = aot.compile_all([arch], variants, out_dir=tmp_path, jobs=2)
     assert results and all(r.ok for r in results), [r.error for r in results if not r.ok]
     assert all(r.size > 1000 for r in results)
-    assert {r.kernel for r in results} == {"rotate", "rotate_mma", "fused", "gemv", "reduce", "dequant", "unrotate"}
+    assert {r.kernel for r in results} == {"rotate", "rotate_mma", "fused", "gemv", "reduce", "dequant", "unrotate",
+                                           "words", "rotate_words"}
     assert any("pairs" in r.variant.name for r in results if r.kernel == "gemv")
 
 
