@@ -665,7 +665,6 @@ def run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> tor
 
 
 def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> torch.Tensor:
-    import cuda.tile as ct
     from .reduce import splitk_reduce_kernel
     wd = weight_data(qw)
     bsz, n, kp = x2.shape[0], qw.out_features, qw.k_padded
@@ -698,21 +697,26 @@ def _run(x2: torch.Tensor, qw: QuantizedWeight, bias: torch.Tensor | None) -> to
     ]
     if plan.reduce_grid:
         launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))
-    if plan.seen:
-        for kern, grid, args in launches:
-            ct.launch(stream, grid, kern, args)
-        return y
     names = ("rotate-" + plan.rotate_form, "gemv" if plan.tiling.path == "gemv" else "fused", "reduce")
-    consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
-    for (kern, grid, args), name, c in zip(launches, names, consts):
-        # first call of this plan: record the first-launch (JIT compile) time of each new variant
-        _launch(kern, grid, args, (name, str(dt), str(args[0].dtype), str(pa.norms.dtype), str(bias2.dtype)) + c)
-    plan.seen = True
+    _issue(plan, launches, names, stream, (str(dt),), (str(pa.norms.dtype), str(bias2.dtype)))
     return y
 
 
-def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor:
+def _issue(plan: Plan, launches, names, stream, head: tuple, tail: tuple):
+    """Launch a call's kernels; on the plan's first call, through _launch, which records the
+    first-launch (JIT compile) time of each new variant."""
     import cuda.tile as ct
+    if plan.seen:
+        for kern, grid, args in launches:
+            ct.launch(stream, grid, kern, args)
+        return
+    consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
+    for (kern, grid, args), name, c in zip(launches, names, consts):
+        _launch(kern, grid, args, (name,) + head + (str(args[0].dtype),) + tail + c)
+    plan.seen = True
+
+
+def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor:
     from .reduce import splitk_reduce_kernel
     sc = plan.scratch
     pa = wd.passes[0]
@@ -727,14 +731,8 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     ]
     if plan.reduce_grid:
         launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))
-    if plan.seen:
-        for kern, grid, args in launches:
-            ct.launch(stream, grid, kern, args)
-        return y
-    consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
-    for (kern, grid, args), name, c in zip(launches, ("rotate-words", "words", "reduce"), consts):
-        _launch(kern, grid, args, (name, str(x2.dtype), str(args[0].dtype), str(pa.norms.dtype), str(bias2.dtype)) + c)
-    plan.seen = True
+    _issue(plan, launches, ("rotate-words", "words", "reduce"), stream, (str(x2.dtype),),
+           (str(pa.norms.dtype), str(bias2.dtype)))
     return y
 
 

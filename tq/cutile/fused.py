@@ -32,6 +32,7 @@
 # reduce.py.  Prefill: TB = 64-128, SPLIT = 1, the epilogue adds bias and casts.
 import cuda.tile as ct
 
+from .reduce import split_range
 from .levels import FP16_TERMS, levels, levels16, pair_f32, pair_halves, slice_index
 
 ConstInt = ct.Constant[int]
@@ -85,9 +86,7 @@ def fused_matmul_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, 
     nt = ct.bid(0)
     sk = ct.bid(1)
     bt = ct.bid(2)
-    per = (k_tiles + SPLIT - 1) // SPLIT
-    k_begin = sk * per
-    k_end = min(k_begin + per, k_tiles)
+    k_begin, k_end = split_range(k_tiles, sk, SPLIT)
     acc = ct.zeros((TN, TB), ct.float32)
     for kt in range(k_begin, k_end):
         g = kt // tiles_per_group
@@ -159,9 +158,7 @@ def fused_gemv_kernel(out, bias, xa, a0, a1, na, ca, qa, xb, b0, b1, nb, cb_, qb
     # Same arguments as fused_matmul_kernel (x has one row); out: [1, N] or fp32 [SPLIT, 1, N].
     nt = ct.bid(0)
     sk = ct.bid(1)
-    per = (k_tiles + SPLIT - 1) // SPLIT
-    k_begin = sk * per
-    k_end = min(k_begin + per, k_tiles)
+    k_begin, k_end = split_range(k_tiles, sk, SPLIT)
     acc_a = ct.zeros((TN, TK * A0 // 8), ct.float32)
     acc_b = ct.zeros((TN, TK * max(B0, 1) // 8), ct.float32)
     for kt in range(k_begin, k_end):

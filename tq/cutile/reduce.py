@@ -14,6 +14,13 @@ ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 
 
+def split_range(k_tiles, sk, SPLIT: ConstInt):
+    # the K tiles [begin, end) of split sk (the last share may be short or empty)
+    per = (k_tiles + SPLIT - 1) // SPLIT
+    begin = sk * per
+    return begin, min(begin + per, k_tiles)
+
+
 @ct.kernel
 def splitk_reduce_kernel(ws, bias, out, SPLIT: ConstInt, TB: ConstInt, TN: ConstInt, HAS_BIAS: ConstBool):
     bt = ct.bid(0)

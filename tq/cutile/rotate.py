@@ -31,18 +31,23 @@ def rotate_kernel(x, signs, out0, out1, R: ConstInt, TB: ConstInt, V0: ConstInt,
     r = ct.bid(1)
     t = ct.load(x, (bt, r), (TB, R), padding_mode=ct.PaddingMode.ZERO).astype(ct.float32)
     sg = ct.load(signs, (r,), (R,)).reshape((1, R))
-    t = t * sg
-    # Butterfly stages: for stride h, pair element i with i + h inside chunks of 2h.
-    for st in ct.static_iter(range(R.bit_length() - 1)):
-        h = 1 << st
-        t4 = t.reshape((TB, R // (2 * h), 2, h))
-        a = ct.extract(t4, (0, 0, 0, 0), (TB, R // (2 * h), 1, h))
-        b = ct.extract(t4, (0, 0, 1, 0), (TB, R // (2 * h), 1, h))
-        t = ct.cat((a + b, a - b), 2).reshape((TB, R))
-    t = t * (1.0 / (R ** 0.5))
+    t = butterfly(t * sg, TB, R, R) * (1.0 / (R ** 0.5))
     _store_slices(out0, t, bt, r, R, TB, V0)
     if V1 > 0:
         _store_slices(out1, t, bt, r, R, TB, V1)
+
+
+@ct.function
+def butterfly(t, TB: ConstInt, C: ConstInt, R: ConstInt):
+    # H_R (unnormalized) on every R-column block of an fp32 [TB, C] tile, C a multiple of R:
+    # log2(R) stages; stage h pairs element i with i + h inside chunks of 2h (never across blocks).
+    for st in ct.static_iter(range(R.bit_length() - 1)):
+        h = 1 << st
+        t4 = t.reshape((TB, C // (2 * h), 2, h))
+        a = ct.extract(t4, (0, 0, 0, 0), (TB, C // (2 * h), 1, h))
+        b = ct.extract(t4, (0, 0, 1, 0), (TB, C // (2 * h), 1, h))
+        t = ct.cat((a + b, a - b), 2).reshape((TB, C))
+    return t
 
 
 @ct.function

@@ -36,6 +36,9 @@
 # alone (measured: 28672x8192 B = 16 128 -> 100 us with the hint).
 import cuda.tile as ct
 
+from .reduce import split_range
+from .rotate import butterfly
+
 ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 
@@ -85,9 +88,7 @@ def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tile
     # coefficients (fp32 array); PB == 0: no residual pass.
     nt = ct.bid(0)
     sk = ct.bid(1)
-    per = (k_tiles + SPLIT - 1) // SPLIT
-    k_begin = sk * per
-    k_end = min(k_begin + per, k_tiles)
+    k_begin, k_end = split_range(k_tiles, sk, SPLIT)
     acc = ct.zeros((TN, TB), ct.float32)
     for kt in range(k_begin, k_end):
         g = kt // tiles_per_group
@@ -114,13 +115,7 @@ def rotate_words_kernel(x, signs, xinv, out0, out1, R: ConstInt, C: ConstInt, TK
     # scale, then the slices of every plane width in fp16.  P1 == 0: one width only.
     c = ct.bid(0)
     t = ct.load(x, (0, c), (TB, C), padding_mode=ct.PaddingMode.ZERO).astype(ct.float32)
-    t = t * ct.load(signs, (c,), (C,)).reshape((1, C))
-    for st in ct.static_iter(range(R.bit_length() - 1)):
-        h = 1 << st
-        t4 = t.reshape((TB, C // (2 * h), 2, h))
-        a = ct.extract(t4, (0, 0, 0, 0), (TB, C // (2 * h), 1, h))
-        b = ct.extract(t4, (0, 0, 1, 0), (TB, C // (2 * h), 1, h))
-        t = ct.cat((a + b, a - b), 2).reshape((TB, C))
+    t = butterfly(t * ct.load(signs, (c,), (C,)).reshape((1, C)), TB, C, R)
     t3 = t.reshape((TB, C // TK, TK)) * (1.0 / (R ** 0.5))
     # 2^s with s = 14 - floor(log2(max |t|)) from the max's exponent bits; clamped so that both
     # 2^s and 2^-s are normal fp32 (all-zero tiles, i.e. padding rows, get 2^126)
