@@ -4,8 +4,9 @@ CPU / CI: the host model of the kernel's bit operations decodes real packed plan
 reference's W_rot; the activation order, the field constants, the fp16 fit, the choice of
 path and its reasons; AOT compiles of the kernels are in test_cutile_backend's `ci` set.
 GPU: ``pytest -m gpu tests/test_cutile_words.py``: parity of the word decode against the
-float64 reference on fresh random inputs (2/4-bit passes and residuals, groups, odd shapes,
-every batch size 1-16, bias, extreme activation magnitudes, CUDA-graph capture).
+float64 reference on fresh random inputs (2/4-bit passes and residuals, groups, odd and
+whole-tile shapes, batches 1, 3, 8, 9, 16, bias, extreme activation magnitudes and per-tile
+scales, weights of one shape with different group sizes back to back, CUDA-graph capture).
 """
 from __future__ import annotations
 
@@ -142,6 +143,27 @@ def test_words_reason_and_split(monkeypatch):
     assert d.words_split(1024, 64, 132) == 8
     monkeypatch.setenv("TQ_CUTILE_DECODE", "128,16,2")
     assert d.words_split(8192, 64, 132) == 2
+    monkeypatch.setenv("TQ_CUTILE_DECODE", "128,16,3")
+    with pytest.raises(ValueError, match="split must be 1, 2, 4 or 8"):
+        d.words_split(8192, 64, 132)
+
+
+def test_words_scratch_is_per_k_tile():
+    # Two weights of one shape with different K tiles (g128: 128, g64: 64) must not share the
+    # per-(row, K tile) scale buffer: the g64 one needs twice its rows.
+    pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
+    plans = []
+    for group in (128, 64):
+        qw = tq.quantize(torch.randn(256, 4096), bits=4, group_size=group)
+        wd = d.weight_data(qw)
+        assert d.words_reason(qw, wd, 4, torch.bfloat16) is None
+        # (one SM: no extra split to fill the GPU, so both take split 4 and differ only in the K tile)
+        plan = d._words_plan(qw, wd, 4, torch.bfloat16, False, torch.device("cpu"), 0, 256, qw.k_padded,
+                             qw.rotation_block, 1, wd.passes[0], None)
+        assert plan.tiling.split == 4
+        assert plan.scratch["xinv"].shape == (qw.k_padded // wd.tk, 8)
+        plans.append(plan)
+    assert plans[0].scratch is not plans[1].scratch
 
 
 def test_scale_exponent_model():
@@ -178,7 +200,8 @@ def test_words_parity(bits, residual, group, codebook):
     import tq.cutile as tqc
     seed = _seed()
     g = torch.Generator().manual_seed(seed)
-    n = int(torch.randint(33, 700, (1,), generator=g)) | 1
+    # odd N (bounds-checked tiles) for one codebook, whole 128-row tiles (the unchecked kernel) for the other
+    n = int(torch.randint(33, 700, (1,), generator=g)) | 1 if codebook == "beta-poly" else 128 * (1 + seed % 5)
     k = int(torch.randint(300, 2000, (1,), generator=g)) | 1
     qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=group, residual_bits=residual,
                      codebook=codebook, seed=seed % 1000)
@@ -215,6 +238,13 @@ def test_words_extreme_rows_and_graph(monkeypatch):
     ref = matmul_float64(xb, qw)
     y = tqc.matmul(xb, qw).double().cpu().numpy()
     assert np.all(y[2] == 0)
+    # the scales are per (row, K tile): 2^-s tracks each tile's own largest magnitude
+    plan = next(p for p in d.weight_data(qw).plans.values() if p.rotate_form == "words")
+    log_inv = torch.log2(plan.scratch["xinv"][:, :6].double().cpu())            # [K tiles, rows]
+    assert log_inv[0, 3] >= log_inv[1:, 3].max() + 5      # row 3's outlier tile: far smaller scale
+    assert log_inv[0, 4] <= log_inv[1:, 4].min() - 7      # row 4's 1e-3 tile: far larger scale
+    assert (log_inv[:, 0] - log_inv[:, 1]).min() >= 20    # rows 0 and 1: 3e4 against 1e-5
+    assert (log_inv == log_inv.round()).all()             # powers of two
     for r in (0, 1, 3, 4, 5):
         err = np.linalg.norm(y[r] - ref[r]) / np.linalg.norm(ref[r])
         assert err < 4e-3, f"seed={seed} row {r}: {err:.2e}"
@@ -235,3 +265,20 @@ def test_words_extreme_rows_and_graph(monkeypatch):
     assert _plan_form(qw, xb) == "classic"
     y0 = tqc.matmul(xb, qw).double().cpu().numpy()
     assert np.linalg.norm(y0 - ref) / np.linalg.norm(ref) < 1e-2
+
+
+@pytest.mark.gpu
+@needs_gpu
+def test_words_shapes_share_nothing_across_group_sizes():
+    # Same N x K, same batch, different K tiles (g128 then g64 then g128 again): each keeps its own
+    # scratch (a shared scale buffer sized for K/128 tiles broke the g64 weight: rel err 0.7).
+    import tq.cutile as tqc
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    qws = [tq.quantize(torch.randn(1024, 2048, generator=g).cuda(), bits=4, group_size=gs, seed=seed % 1000)
+           for gs in (128, 64)]
+    x = torch.randn(4, 2048, generator=g).to(torch.bfloat16).cuda()
+    for qw in (qws[0], qws[1], qws[0]):
+        err = float(np.linalg.norm(tqc.matmul(x, qw).double().cpu().numpy() - matmul_float64(x, qw))
+                    / np.linalg.norm(matmul_float64(x, qw)))
+        assert err < 4e-3, f"seed={seed} g{qw.group_size}: {err:.2e}"

@@ -130,13 +130,14 @@ def _rotate_mma_variant(dtype, r, v0, v1):
     return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
-def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True):
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None):
     # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
-    # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit)
+    # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit); main_terms: the first pass's own (the
+    # 4-bit polynomial codebooks fit with 3; residual passes are always Lloyd-Max)
     terms = {2: 2, 4: 5}
-    pa, ta = bits, terms[bits]
+    pa, ta = bits, main_terms or terms[bits]
     pb, tbt = (residual, terms[residual]) if residual else (0, 0)
-    label = f"{bits}" + (f"+{residual}" if residual else "") + "-bit"
+    label = f"{bits}" + (f"+{residual}" if residual else "") + f"-bit T={ta}" + (f",{tbt}" if residual else "")
     name = (f"words {label} {dtype} TN=128 TK={tk} TB={tb} SPLIT={split}{' bias' if bias else ''}"
             f"{'' if exact else ' ragged'}")
     return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, split, bias, not exact))
@@ -194,12 +195,13 @@ def variants(which: str = "default") -> list[Variant]:
                                                           ("bfloat16", "float16"), (128, 64, 32)):
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
-        for (bits, res), tk, tb, sp, bias in itertools.product(
-                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), (64, 128), (8, 16), (1, 2, 4, 8), (False, True)):
-            if tk * min(bits, res or bits) >= 256:
-                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias))
-        for r, tk, tb, pp in itertools.product((32, 64, 128, 256), (64, 128), (8, 16), ((4, 0), (2, 0), (4, 2))):
-            out.append(_rotate_words_variant("bfloat16", r, tk, tb, *pp))
+        for (bits, res), tk, tb, sp, bias, mt in itertools.product(
+                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), (64, 128), (8, 16), (1, 2, 4, 8), (False, True),
+                (None, 3)):
+            if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4):
+                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt))
+        for r, tb, pp in itertools.product((64, 128, 256), (8, 16), ((4, 0), (2, 0), (4, 2))):
+            out.append(_rotate_words_variant("bfloat16", r, min(128, r), tb, *pp))
         return out
     if which != "default":
         raise ValueError(f"unknown variant set {which!r}; choose default, ci or full")
@@ -247,14 +249,16 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_dequant_variant(bits, res, i == 2, ("bfloat16", "float16")[i % 2], (128, 64, 32)[i],
                                     pairs=i < 2, exact=i != 1, unrotate=True))
     # the word decode (bf16 x, B = 1-16): every pass configuration it takes, both batch tiles,
-    # split-K and the no-split epilogue (bias, ragged N), and its rotation for blocks 32..256
+    # split-K and the no-split epilogue (bias, ragged N), 4-bit polynomial codebooks (3 terms), and
+    # its rotation for the blocks it takes (R = G = 64..256: then TK = min(128, R))
     for i, (bits, res) in enumerate(((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4))):
         tk = 64 if bits == 4 and res in (None, 4) and i % 2 == 0 else 128
         out.append(_words_variant(bits, res, "bfloat16", tk, (8, 16)[i % 2], (4, 1)[i % 2], i % 2 == 1,
                                   exact=i % 3 != 2))
-    for i, (r, tk, pp) in enumerate(((32, 64, (4, 0)), (64, 128, (4, 2)), (128, 128, (4, 0)),
-                                     (256, 128, (2, 0)), (128, 64, (4, 0)), (256, 128, (4, 2)))):
-        out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))
+    out.append(_words_variant(4, None, "bfloat16", 128, 16, 2, False, main_terms=3))
+    out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, main_terms=3))
+    for i, (r, pp) in enumerate(((64, (4, 0)), (128, (4, 2)), (128, (4, 0)), (256, (2, 0)), (256, (4, 2)))):
+        out.append(_rotate_words_variant("bfloat16", r, min(128, r), (8, 16)[i % 2], *pp))
     return out
 
 

@@ -393,9 +393,14 @@ def words_split(n: int, k_tiles: int, sms: int) -> int:
     """Split-K of the word decode.  Measured on the H100 (graph, 4-bit g128, kernel alone; B = 1, 8,
     16 on 8192x8192 / 28672x8192 / 8192x28672): split 4 best or within 5% of best everywhere
     (2 and 8 tried; experiments/h100-2026-11-25-session7/probes/probe_tune.log).  Fewer where
-    a share would have under 4 K tiles; more for small N until the programs cover the SMs."""
+    a share would have under 4 K tiles; then more for small N until the programs cover the SMs
+    (which may leave the last share empty: it writes zeros).  TQ_CUTILE_DECODE="tn,tb,split"
+    sets the split only (the word decode's TN and TB are fixed)."""
     override = _env_override("TQ_CUTILE_DECODE")
     if override:
+        if override[2] not in (1, 2, 4, 8):
+            raise ValueError(f"TQ_CUTILE_DECODE's split must be 1, 2, 4 or 8 (the reduction loads all splits as "
+                             f"one power-of-two tile), got {override[2]}")
         return override[2]
     split = WORDS_SPLIT
     while split > 1 and k_tiles // split < 4:
@@ -618,7 +623,8 @@ def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb
     plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
                 (-(-n // 128), split, 1), consts, (1, -(-n // 128), 1) if split > 1 else None,
                 (split, 16, 128, has_bias) if split > 1 else None, None, rotate_form="words")
-    skey = ("words", str(dev), stream_id, bsz, tb, n, kp, widths, split)
+    # (the K tile sizes the scales: weights of one shape with other group sizes must not share them)
+    skey = ("words", str(dev), stream_id, bsz, tb, n, kp, wd.tk, widths, split)
     if skey not in _scratch_pool:
         sc = {("w", p): torch.empty((16 // p, tb, kp * p // 16), dtype=torch.float16, device=dev) for p in widths}
         sc["xinv"] = torch.empty((kp // wd.tk, tb), dtype=torch.float32, device=dev)
