@@ -130,7 +130,7 @@ def fit_odd_polynomial(levels, max_terms: int = FIT_MAX_TERMS, tol: float = FIT_
 
 LEVEL_MODES = ("fit", "fit16", "pairs", "gather")
 FP16_TERMS = 16   # levels.FP16_TERMS (kept here too: this module does not import cuda.tile)
-FIT16_TOL = 2.0 ** -9   # fp16-evaluated levels: relative error bound (half a bf16 ulp; default for bf16 x only)
+FIT16_TOL = wordlevels.TOL   # fp16-evaluated levels: relative error bound 2^-9 (half a bf16 ulp; bf16 x only)
 
 
 def fp16_coefficients(coef_w: np.ndarray, bits: int) -> np.ndarray:
@@ -143,17 +143,11 @@ def fp16_coefficients(coef_w: np.ndarray, bits: int) -> np.ndarray:
 def fp16_levels(coef_w: np.ndarray, bits: int) -> np.ndarray:
     """The levels levels.levels16 computes, op by op in fp16 (products of two fp16 values are
     exact in float64, so rounding each step once to fp16 matches HMUL2/HFMA2)."""
-    f16 = np.float16
+    f16 = wordlevels.fp16_round
     u_max = ((1 << bits) - 1) / 2.0
-    b = fp16_coefficients(coef_w, bits).astype(f16).astype(np.float64)
-    u = (np.arange(1 << bits) - u_max).astype(f16).astype(np.float64)       # exact
-    r = float(f16(1.0 / (u_max * u_max)))
-    s = (u * u).astype(f16).astype(np.float64)                             # exact (<= 2^14 / 4)
-    s = (s * r).astype(f16).astype(np.float64)
-    h = np.full_like(u, b[-1])
-    for j in range(b.size - 2, -1, -1):
-        h = (h * s + b[j]).astype(f16).astype(np.float64)                   # fused multiply-add
-    return (h * u).astype(f16).astype(np.float64)
+    u = f16(np.arange(1 << bits) - u_max)                                   # exact
+    s = f16(f16(u * u) * f16(1.0 / (u_max * u_max)))                        # (u * u exact: <= 2^14 / 4)
+    return wordlevels.horner16(u, f16(fp16_coefficients(coef_w, bits)), s)
 
 
 def fit16_for(coef_w: np.ndarray, bits: int, exact: np.ndarray) -> tuple[np.ndarray, float] | None:

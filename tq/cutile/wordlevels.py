@@ -19,7 +19,7 @@ import numpy as np
 
 WORD_WIDTHS = (2, 4)          # plane widths the word decode reads (one plane per pass)
 MAX_TERMS = 6
-TOL = 2.0 ** -9               # largest relative level error accepted (dispatch.FIT16_TOL)
+TOL = 2.0 ** -9               # largest relative level error of fp16-evaluated levels (also fused.py's fit16)
 
 
 def log2_lambda(p: int) -> int:
@@ -53,7 +53,8 @@ def word_columns(k_padded: int, p: int) -> np.ndarray:
     return cols
 
 
-def _fp16(z):
+def fp16_round(z):
+    """z rounded once to fp16, back in float64."""
     return np.asarray(z, dtype=np.float64).astype(np.float16).astype(np.float64)
 
 
@@ -61,16 +62,18 @@ def levels_fp16(coef: np.ndarray, p: int) -> np.ndarray:
     """The 2^p levels as the kernel computes them: every step rounded once to fp16 (products
     of two fp16 values are exact in float64, so this reproduces HMUL2 / HFMA2)."""
     n = 1 << p
-    u = _fp16(2.0 ** log2_lambda(p) * (np.arange(n) - (n - 1) / 2))   # exact
-    return _horner16(u, _fp16(coef))
+    u = fp16_round(2.0 ** log2_lambda(p) * (np.arange(n) - (n - 1) / 2))   # exact
+    return horner16(u, fp16_round(coef))
 
 
-def _horner16(u: np.ndarray, d: np.ndarray) -> np.ndarray:
-    t = _fp16(u * u)
+def horner16(u: np.ndarray, d: np.ndarray, t: np.ndarray | None = None) -> np.ndarray:
+    """u * sum_j d_j t^j as packed-fp16 code computes it (t = u^2 unless given): one rounding per
+    HMUL2 / HFMA2 (products of two fp16 values are exact in float64).  fp16 operands."""
+    t = fp16_round(u * u) if t is None else t
     h = np.full_like(u, d[-1])
     for j in range(d.size - 2, -1, -1):
-        h = _fp16(h * t + d[j])
-    return _fp16(h * u)
+        h = fp16_round(h * t + d[j])
+    return fp16_round(h * u)
 
 
 def fit(scaled_levels, p: int, tol: float = TOL) -> tuple[np.ndarray, float] | None:
@@ -86,7 +89,7 @@ def fit(scaled_levels, p: int, tol: float = TOL) -> tuple[np.ndarray, float] | N
     for terms in range(1, min(MAX_TERMS, n // 2) + 1):
         a = np.stack([u ** (2 * j + 1) for j in range(terms)], 1)
         with np.errstate(over="ignore", invalid="ignore"):   # (fp16 overflow: refused below)
-            d = _fp16(np.linalg.lstsq(a * wgt[:, None], lv * wgt, rcond=None)[0])
+            d = fp16_round(np.linalg.lstsq(a * wgt[:, None], lv * wgt, rcond=None)[0])
             got = levels_fp16(d, p)
         if not np.all(np.isfinite(got)):
             continue
@@ -102,12 +105,12 @@ def decode_words(words: np.ndarray, p: int, coef: np.ndarray) -> np.ndarray:
     w = words.astype(np.int64)
     u32 = 0xFFFFFFFF
     shifted = {True: (w << 1) & u32, False: (w >> 7) & u32}   # (int64 >> is arithmetic, as in int32)
-    d = _fp16(coef)
+    d = fp16_round(coef)
     out = []
     for i in range(16 // p):
         low, _, magic, mask, centre = field(i, p)
         q = (shifted[low] & mask) | magic
         halves = np.stack([q & 0xFFFF, q >> 16], -1).reshape(q.shape[0], -1).astype(np.uint16)
-        u = _fp16(halves.view(np.float16).astype(np.float64) - centre)
-        out.append(_horner16(u, d))
+        u = fp16_round(halves.view(np.float16).astype(np.float64) - centre)
+        out.append(horner16(u, d))
     return np.stack(out)
