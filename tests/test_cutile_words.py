@@ -161,9 +161,56 @@ def test_words_scratch_is_per_k_tile():
         plan = d._words_plan(qw, wd, 4, torch.bfloat16, False, torch.device("cpu"), 0, 256, qw.k_padded,
                              qw.rotation_block, 1, wd.passes[0], None)
         assert plan.tiling.split == 4
-        assert plan.scratch["xinv"].shape == (qw.k_padded // wd.tk, 8)
+        assert plan.scratch["xinv"].shape == (qw.k_padded // d.words_k_tile(qw, wd)[0], 8)
         plans.append(plan)
     assert plans[0].scratch is not plans[1].scratch
+
+
+def test_words_k_tile(monkeypatch):
+    # 256-column K tiles where K_pad allows and the tile holds one or two whole groups
+    def tile(k, **kw):
+        qw = tq.quantize(torch.randn(64, k), **kw)
+        return d.words_k_tile(qw, d.weight_data(qw))
+    assert tile(4096, bits=4, group_size=128) == (256, 2)
+    assert tile(1920, bits=4, group_size=128) == (128, 1)     # K_pad = 15 x 128
+    assert tile(1792, bits=4, group_size=256) == (256, 1)
+    assert tile(2048, bits=4, group_size=512) == (128, 1)     # rotation block 512: too large a rotation tile
+    assert tile(4096, bits=4, group_size=64) == (64, 1)
+    assert tile(4096, bits=2, group_size=128) == (256, 2)
+    monkeypatch.setenv("TQ_CUTILE_WORDS_TK", "128")
+    assert tile(4096, bits=4, group_size=128) == (128, 1) and tile(1792, bits=4, group_size=256) == (128, 1)
+    monkeypatch.setenv("TQ_CUTILE_WORDS_TK", "512")
+    with pytest.raises(ValueError, match="TQ_CUTILE_WORDS_TK"):
+        tile(4096, bits=4, group_size=128)
+
+
+def test_split_k_form_and_pdl(monkeypatch):
+    # The word decode sums split-K shares in the kernel (ticket, default: no reduce launch) or with
+    # reduce.py (TQ_CUTILE_SPLITK=launch); its matmul is a programmatic dependent launch unless
+    # TQ_CUTILE_PDL=0.  Bad values are refused with the variable's name.
+    pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
+    qw = tq.quantize(torch.randn(256, 4096), bits=4, group_size=128)
+    wd = d.weight_data(qw)
+
+    def plan():
+        return d._words_plan(qw, wd, 4, torch.bfloat16, False, torch.device("cpu"), 0, 256, qw.k_padded,
+                             qw.rotation_block, 1, wd.passes[0], None)
+    p = plan()
+    assert p.tiling.split == 4 and p.fused_consts[-1] is True and p.reduce_grid is None and p.pdl
+    assert tuple(p.scratch["tickets"].shape) == (2,) and int(p.scratch["tickets"].abs().sum()) == 0
+    monkeypatch.setenv("TQ_CUTILE_SPLITK", "launch")
+    monkeypatch.setenv("TQ_CUTILE_PDL", "0")
+    p = plan()
+    assert p.fused_consts[-1] is False and p.reduce_grid == (1, 2, 1) and not p.pdl
+    monkeypatch.setenv("TQ_CUTILE_DECODE", "128,16,1")
+    p = plan()
+    assert p.tiling.split == 1 and p.fused_consts[-1] is False and p.reduce_grid is None
+    monkeypatch.setenv("TQ_CUTILE_SPLITK", "atomic")
+    with pytest.raises(ValueError, match="TQ_CUTILE_SPLITK"):
+        d.words_splitk()
+    monkeypatch.setenv("TQ_CUTILE_PDL", "yes")
+    with pytest.raises(ValueError, match="TQ_CUTILE_PDL"):
+        d.pdl_enabled()
 
 
 def test_scale_exponent_model():
@@ -265,6 +312,90 @@ def test_words_extreme_rows_and_graph(monkeypatch):
     assert _plan_form(qw, xb) == "classic"
     y0 = tqc.matmul(xb, qw).double().cpu().numpy()
     assert np.linalg.norm(y0 - ref) / np.linalg.norm(ref) < 1e-2
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("bits, residual, group, k, tile", [
+    (4, None, 128, 2048, (256, 2)), (4, None, 128, 1920, (128, 1)), (4, 4, 256, 1792, (256, 1)),
+    (2, 2, 128, 3072, (256, 2)), (4, 2, 128, 1536, (256, 2)), (4, None, 64, 2048, (64, 1))])
+def test_words_k_tiles_agree(monkeypatch, bits, residual, group, k, tile):
+    # Each K tile form (two norms a tile, one, the 128-column tile) against the reference and
+    # against TQ_CUTILE_WORDS_TK=128 on the same inputs; odd N, batches 1-16, bias.
+    import tq.cutile as tqc
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(100, 900, (1,), generator=g)) | 1
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=group, residual_bits=residual,
+                     seed=seed % 1000)
+    assert d.words_k_tile(qw, d.weight_data(qw)) == tile
+    for batch in (1, 7, 16):
+        x = torch.randn(batch, k, generator=g).to(torch.bfloat16).cuda()
+        bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda() if batch == 7 else None
+        ref = matmul_float64(x, qw, bias=bias)
+        y = tqc.matmul(x, qw, bias=bias)
+        err = float(np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+        assert err < 4e-3, f"seed={seed} n={n} B={batch} tile {tile}: rel err {err:.2e}"
+        monkeypatch.setenv("TQ_CUTILE_WORDS_TK", "128")
+        y1 = tqc.matmul(x, qw, bias=bias)
+        monkeypatch.delenv("TQ_CUTILE_WORDS_TK")
+        diff = float((y1.double() - y.double()).norm() / y.double().norm())
+        assert diff < 2e-3, f"seed={seed} n={n} B={batch}: 128-column tiles differ by {diff:.2e}"
+
+
+@pytest.mark.gpu
+@needs_gpu
+@pytest.mark.parametrize("n", [1000, 4096])
+def test_words_split_k_forms_agree(monkeypatch, n):
+    # Split 4 over 32 K tiles.  The in-kernel (ticket) sum is deterministic and leaves its tickets at
+    # zero: repeated calls, two weights of one shape sharing the scratch in alternation and CUDA-graph
+    # replays give the same bits; it agrees with the reduce.py form and without PDL.
+    import tq.cutile as tqc
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    k = 4096
+    qws = [tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=4, group_size=128, seed=(seed + i) % 1000)
+           for i in range(2)]
+    for batch in (1, 5, 16):
+        x = torch.randn(batch, k, generator=g).to(torch.bfloat16).cuda()
+        bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda() if batch == 5 else None
+        first = [tqc.matmul(x, q, bias=bias) for q in qws]
+        plan = next(p for p in d.weight_data(qws[0]).plans.values()
+                    if p.rotate_form == "words" and p.tiling.tb == (8 if batch <= 8 else 16))
+        assert plan.tiling.split == 4 and plan.reduce_grid is None and plan.pdl
+        for _ in range(3):
+            for q, y0 in zip(qws, first):
+                assert torch.equal(tqc.matmul(x, q, bias=bias), y0)
+        assert int(plan.scratch["tickets"].abs().sum()) == 0
+        for q, y0 in zip(qws, first):
+            ref = matmul_float64(x, q, bias=bias)
+            err = float(np.linalg.norm(y0.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+            assert err < 4e-3, f"seed={seed} n={n} B={batch}: rel err {err:.2e}"
+        out = torch.empty(2, batch, n, dtype=torch.bfloat16, device="cuda")
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            for i, q in enumerate(qws):            # warm-up: plans and scratch of the capture stream
+                out[i].copy_(tqc.matmul(x, q, bias=bias))
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=stream):
+                for i, q in enumerate(qws):
+                    out[i].copy_(tqc.matmul(x, q, bias=bias))
+        torch.cuda.current_stream().wait_stream(stream)
+        for _ in range(3):
+            out.zero_()
+            graph.replay()
+            torch.cuda.synchronize()
+            assert all(torch.equal(out[i], first[i]) for i in range(2))
+        for env in ({"TQ_CUTILE_SPLITK": "launch"}, {"TQ_CUTILE_PDL": "0"}):
+            for name, value in env.items():
+                monkeypatch.setenv(name, value)
+            for q, y0 in zip(qws, first):
+                y1 = tqc.matmul(x, q, bias=bias)
+                diff = float((y1.double() - y0.double()).norm() / y0.double().norm())
+                assert diff < 1e-3, f"seed={seed} n={n} B={batch} {env}: {diff:.2e} from the ticket form"
+            for name in env:
+                monkeypatch.delenv(name)
 
 
 @pytest.mark.gpu

@@ -130,7 +130,7 @@ def _rotate_mma_variant(dtype, r, v0, v1):
     return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
-def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None):
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ticket=True, ng=None):
     # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
     # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit); main_terms: the first pass's own (the
     # 4-bit polynomial codebooks fit with 3; residual passes are always Lloyd-Max)
@@ -138,9 +138,11 @@ def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_
     pa, ta = bits, main_terms or terms[bits]
     pb, tbt = (residual, terms[residual]) if residual else (0, 0)
     label = f"{bits}" + (f"+{residual}" if residual else "") + f"-bit T={ta}" + (f",{tbt}" if residual else "")
-    name = (f"words {label} {dtype} TN=128 TK={tk} TB={tb} SPLIT={split}{' bias' if bias else ''}"
-            f"{'' if exact else ' ragged'}")
-    return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, split, bias, not exact))
+    ticket = ticket and split > 1
+    ng = ng or 1
+    name = (f"words {label} {dtype} TN=128 TK={tk} NG={ng} TB={tb} SPLIT={split}{' ticket' if ticket else ''}"
+            f"{' bias' if bias else ''}{'' if exact else ' ragged'}")
+    return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, ng, split, bias, not exact, ticket))
 
 
 def _rotate_words_variant(dtype, r, tk, tb, p0, p1):
@@ -171,9 +173,9 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_dequant_variant(4, 4, False, "bfloat16", 128, pairs=True, unrotate=True))
         out.append(_fused_variant(4, None, "fp16", "bfloat16", "gemv", 128, False, split=2))
         out.append(_fused_variant(4, 2, "fp16", "float16", "decode", 128, True, split=2))
-        out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))
+        out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2))
         out.append(_words_variant(4, 2, "bfloat16", 128, 8, 1, True, exact=False))
-        out.append(_rotate_words_variant("bfloat16", 128, 128, 16, 4, 2))
+        out.append(_rotate_words_variant("bfloat16", 128, 256, 16, 4, 2))
         return out
     if which == "full":
         for (bits, res), poly, dt, path, tk, bias in itertools.product(
@@ -195,13 +197,14 @@ def variants(which: str = "default") -> list[Variant]:
                                                           ("bfloat16", "float16"), (128, 64, 32)):
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
-        for (bits, res), tk, tb, sp, bias, mt in itertools.product(
-                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), (64, 128), (8, 16), (1, 2, 4, 8), (False, True),
-                (None, 3)):
+        for (bits, res), (tk, ng), tb, sp, bias, mt in itertools.product(
+                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), ((64, 1), (128, 1), (256, 1), (256, 2)),
+                (8, 16), (1, 2, 4, 8), (False, True), (None, 3)):
             if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4):
-                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt))
-        for r, tb, pp in itertools.product((64, 128, 256), (8, 16), ((4, 0), (2, 0), (4, 2))):
-            out.append(_rotate_words_variant("bfloat16", r, min(128, r), tb, *pp))
+                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt, ng=ng))
+        for r, tk, tb, pp in itertools.product((64, 128, 256), (64, 128, 256), (8, 16), ((4, 0), (2, 0), (4, 2))):
+            if tk >= min(128, r):
+                out.append(_rotate_words_variant("bfloat16", r, tk, tb, *pp))
         return out
     if which != "default":
         raise ValueError(f"unknown variant set {which!r}; choose default, ci or full")
@@ -251,14 +254,20 @@ def variants(which: str = "default") -> list[Variant]:
     # the word decode (bf16 x, B = 1-16): every pass configuration it takes, both batch tiles,
     # split-K and the no-split epilogue (bias, ragged N), 4-bit polynomial codebooks (3 terms), and
     # its rotation for the blocks it takes (R = G = 64..256: then TK = min(128, R))
+    # K tiles (dispatch.words_k_tile): 256 columns with two norm groups (g128) or one (g >= 256),
+    # 128 (g128 with K_pad not a multiple of 256, TQ_CUTILE_WORDS_TK=128), 64 (4-bit g64)
+    tiles = ((256, 2), (128, 1), (64, 1), (256, 1), (256, 2), (128, 1))
     for i, (bits, res) in enumerate(((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4))):
-        tk = 64 if bits == 4 and res in (None, 4) and i % 2 == 0 else 128
+        tk, ng = tiles[i]
         out.append(_words_variant(bits, res, "bfloat16", tk, (8, 16)[i % 2], (4, 1)[i % 2], i % 2 == 1,
-                                  exact=i % 3 != 2))
-    out.append(_words_variant(4, None, "bfloat16", 128, 16, 2, False, main_terms=3))
+                                  exact=i % 3 != 2, ng=ng))
+    out.append(_words_variant(4, None, "bfloat16", 256, 16, 2, False, main_terms=3, ng=2))
     out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, main_terms=3))
-    for i, (r, pp) in enumerate(((64, (4, 0)), (128, (4, 2)), (128, (4, 0)), (256, (2, 0)), (256, (4, 2)))):
-        out.append(_rotate_words_variant("bfloat16", r, min(128, r), (8, 16)[i % 2], *pp))
+    out.append(_words_variant(4, None, "bfloat16", 256, 8, 4, True, ticket=False, ng=2))  # TQ_CUTILE_SPLITK=launch
+    out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))
+    for i, (r, tk, pp) in enumerate(((64, 64, (4, 0)), (128, 256, (4, 2)), (128, 256, (4, 0)), (128, 128, (4, 0)),
+                                     (256, 256, (2, 0)), (256, 256, (4, 2)))):
+        out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))
     return out
 
 
@@ -288,11 +297,9 @@ def _signature(v: Variant):
         params = [arr(dt, 2), arr(ct.float32, 1), arr(ct.float32, 2), arr(ct.float16, 3), arr(ct.float16, 3), *c]
     elif v.kernel == "words":
         from .words import words_matmul_kernel as k
-        split = c[7]
-        out = arr(ct.float32, 3) if split > 1 else arr(dt, 2)
         one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
-        params = [out, arr(dt, 2), arr(ct.float32, 2), *one, *one, ScalarConstraint(ct.int32),
-                  ScalarConstraint(ct.int32), *c]
+        params = [arr(dt, 2), arr(ct.float32, 3), arr(ct.int32, 1), arr(dt, 2), arr(ct.float32, 2), *one, *one,
+                  ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k
         params = [arr(ct.float32, 3), arr(dt, 2), arr(dt, 2), *c]

@@ -359,6 +359,26 @@ def words_enabled() -> bool:
     return v == "1"
 
 
+def words_splitk() -> str:
+    """How the word decode sums its split-K shares: 'ticket' (default: the share that finishes
+    last sums them in the same launch, words.py) or 'launch' (reduce.py, a second launch; the
+    form before the eighth session).  TQ_CUTILE_SPLITK picks (experiments)."""
+    v = os.environ.get("TQ_CUTILE_SPLITK", "ticket")
+    if v not in ("ticket", "launch"):
+        raise ValueError(f"TQ_CUTILE_SPLITK must be 'ticket' or 'launch' (how the word decode sums split-K "
+                         f"shares), got {v!r}")
+    return v
+
+
+def pdl_enabled() -> bool:
+    """Whether the word decode's matmul is a programmatic dependent launch of its rotation
+    (TQ_CUTILE_PDL=0 turns it off: experiments, or a driver that refuses the attribute)."""
+    v = os.environ.get("TQ_CUTILE_PDL", "1")
+    if v not in ("0", "1"):
+        raise ValueError(f"TQ_CUTILE_PDL must be 0 or 1 (programmatic dependent launch of the word decode), got {v!r}")
+    return v == "1"
+
+
 def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype) -> str | None:
     """None where a call takes the word decode (words.py), else why not."""
     if not words_enabled():
@@ -381,6 +401,27 @@ def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype)
     if max(qw.rotation_block, wd.tk) > WORDS_MAX_BLOCK:
         return f"rotation block {qw.rotation_block} > {WORDS_MAX_BLOCK}"
     return None
+
+
+WORDS_WIDE_TK = 256
+
+
+def words_k_tile(qw: QuantizedWeight, wd: WeightData) -> tuple[int, int]:
+    """(K tile, norm groups per K tile) of the word decode.  256 columns where K_pad allows it and
+    a tile covers one or two whole groups (G = 128: two norms per tile, two partials; G >= 256:
+    one), else the common K tile (k_tile).  Offline SASS of the 4-bit g128 kernel (sm_90, B <= 8):
+    703 instructions per 128 columns in the K loop against 846 with 128-column tiles: the fixed
+    cost of a tile (warpgroup fences, pipeline barriers, address arithmetic) is paid once for 256
+    columns.  TQ_CUTILE_WORDS_TK=128 keeps the common tile (experiments)."""
+    forced = os.environ.get("TQ_CUTILE_WORDS_TK")
+    if forced not in (None, "128", "256"):
+        raise ValueError(f"TQ_CUTILE_WORDS_TK must be 128 or 256 (the word decode's K tile), got {forced!r}")
+    g = qw.group_size
+    wide = (forced != "128" and qw.k_padded % WORDS_WIDE_TK == 0 and (g == 128 or g % WORDS_WIDE_TK == 0)
+            and qw.rotation_block <= WORDS_MAX_BLOCK)
+    if not wide:
+        return wd.tk, 1
+    return WORDS_WIDE_TK, 2 if g == 128 else 1
 
 
 def words_split(n: int, k_tiles: int, sms: int) -> int:
@@ -416,16 +457,16 @@ def compile_stats() -> dict:
             "entries": list(_compile_log)}
 
 
-def _launch(kernel, grid, args, key):
+def _launch(kernel, grid, args, key, pdl: bool = False):
     import cuda.tile as ct
     stream = torch.cuda.current_stream()
     if key in _seen or torch.cuda.is_current_stream_capturing():
         # (no timing inside a CUDA-graph capture: synchronizing would break it)
-        ct.launch(stream, grid, kernel, args)
+        ct.launch(stream, grid, kernel, args, programmatic_dependent_launch=pdl)
         return
     torch.cuda.synchronize()
     t0 = time.perf_counter()
-    ct.launch(stream, grid, kernel, args)
+    ct.launch(stream, grid, kernel, args, programmatic_dependent_launch=pdl)
     torch.cuda.synchronize()
     _seen.add(key)
     _compile_log.append({"kernel": key[0], "constants": key[1:], "first_call_s": round(time.perf_counter() - t0, 4)})
@@ -498,6 +539,8 @@ class Plan:
     chunk_rows: int = 0    # > 0: chunked prefill (fused_kernel is then dequant_kernel)
     rotate_form: str = "butterfly"  # rotate_form(): which rotation kernel
     rotate_h: torch.Tensor | None = None  # H_R for the mma form
+    pdl: bool = False      # the second launch (the matmul) is a programmatic dependent of the first
+    words_tiles: tuple = ()  # word decode: (K tiles, K tiles per group) of its own K tile
     seen: bool = False
 
 
@@ -544,7 +587,8 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     key = (bsz, dt, has_bias, stream_id, level_preference(), chunk, dequant_tn() if chunk else 0,
            os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"),
            os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled(),
-           os.environ.get("TQ_CUTILE_WORDS"))
+           os.environ.get("TQ_CUTILE_WORDS"), os.environ.get("TQ_CUTILE_SPLITK"), os.environ.get("TQ_CUTILE_PDL"),
+           os.environ.get("TQ_CUTILE_WORDS_TK"))
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
@@ -608,22 +652,30 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
 def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb) -> Plan:
     from .words import words_matmul_kernel
     tb = 8 if bsz <= 8 else 16
-    split = words_split(n, wd.k_tiles, sms)
+    tk, ng = words_k_tile(qw, wd)
+    k_tiles = kp // tk
+    split = words_split(n, k_tiles, sms)
     widths = tuple(sorted({p.p0 for p in wd.passes}))
-    c = max(r, wd.tk)
-    rconsts = (r, c, wd.tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
+    c = max(r, tk)
+    rconsts = (r, c, tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
+    ticket = split > 1 and words_splitk() == "ticket"
+    n_tiles = -(-n // 128)
     consts = (pa.p0, pa.words[0], pb.p0 if pb else 0, pb.words[0] if pb else 0,
-              128, wd.tk, tb, split, has_bias, n % 128 != 0)
+              128, tk, tb, ng, split, has_bias, n % 128 != 0, ticket)
+    second = split > 1 and not ticket
     plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
-                (-(-n // 128), split, 1), consts, (1, -(-n // 128), 1) if split > 1 else None,
-                (split, 16, 128, has_bias) if split > 1 else None, None, rotate_form="words")
+                (n_tiles, split, 1), consts, (1, n_tiles, 1) if second else None,
+                (split, 16, 128, has_bias) if second else None, None, rotate_form="words",
+                pdl=pdl_enabled(), words_tiles=(k_tiles, max(1, qw.group_size // tk)))
     # (the K tile sizes the scales: weights of one shape with other group sizes must not share them)
-    skey = ("words", str(dev), stream_id, bsz, tb, n, kp, wd.tk, widths, split)
+    skey = ("words", str(dev), stream_id, bsz, tb, n, kp, tk, widths, split)
     if skey not in _scratch_pool:
         sc = {("w", p): torch.empty((16 // p, tb, kp * p // 16), dtype=torch.float16, device=dev) for p in widths}
-        sc["xinv"] = torch.empty((kp // wd.tk, tb), dtype=torch.float32, device=dev)
-        if split > 1:
-            sc["ws"] = torch.empty((split, tb, n), dtype=torch.float32, device=dev)
+        sc["xinv"] = torch.empty((k_tiles, tb), dtype=torch.float32, device=dev)
+        # (without split-K the kernel reads neither: one-tile stand-ins of the right types)
+        sc["ws"] = torch.empty((split, tb, n if split > 1 else 128), dtype=torch.float32, device=dev)
+        # every call leaves its tickets at zero again (the last share resets its row tile's)
+        sc["tickets"] = torch.zeros((n_tiles if split > 1 else 1,), dtype=torch.int32, device=dev)
         _scratch_pool[skey] = sc
     plan.scratch = _scratch_pool[skey]
     return plan
@@ -707,12 +759,12 @@ def _issue(plan: Plan, launches, names, stream, head: tuple, tail: tuple):
     first-launch (JIT compile) time of each new variant."""
     import cuda.tile as ct
     if plan.seen:
-        for kern, grid, args in launches:
-            ct.launch(stream, grid, kern, args)
+        for i, (kern, grid, args) in enumerate(launches):
+            ct.launch(stream, grid, kern, args, programmatic_dependent_launch=plan.pdl and i == 1)
         return
     consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
-    for (kern, grid, args), name, c in zip(launches, names, consts):
-        _launch(kern, grid, args, (name,) + head + (str(args[0].dtype),) + tail + c)
+    for i, ((kern, grid, args), name, c) in enumerate(zip(launches, names, consts)):
+        _launch(kern, grid, args, (name,) + head + (str(args[0].dtype),) + tail + c, pdl=plan.pdl and i == 1)
     plan.seen = True
 
 
@@ -721,16 +773,15 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     sc = plan.scratch
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
-    target = sc["ws"] if plan.tiling.split > 1 else y
+    ws, tickets = sc["ws"], sc["tickets"]
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
-          sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], wd.k_tiles, wd.tiles_per_group,
-          *plan.fused_consts)),
+         (y, ws, tickets, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
+          sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], *plan.words_tiles, *plan.fused_consts)),
     ]
     if plan.reduce_grid:
-        launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))
+        launches.append((splitk_reduce_kernel, plan.reduce_grid, (ws, bias2, y, *plan.reduce_consts)))
     _issue(plan, launches, ("rotate-words", "words", "reduce"), stream, (str(x2.dtype),),
            (str(pa.norms.dtype), str(bias2.dtype)))
     return y

@@ -29,9 +29,12 @@
 # partner of slice i is the contiguous tile out[i, 0:TB, kt].  Scales: xinv [K_pad/TK, TB]
 # fp32 holds 2^-s.  Norms: TK divides G, so one norm per row per K tile.
 #
-# Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles; fp32
-# partials to a [SPLIT, TB, N] workspace summed by reduce.py (SPLIT > 1) or bias + cast in
-# the epilogue (SPLIT == 1).  occupancy=2 caps registers at 128 so two programs share an SM:
+# Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles.  With
+# SPLIT > 1 the shares' fp32 partials go to a [SPLIT, TB, N] workspace and the share that
+# finishes last (an atomic ticket per row tile) sums them, adds the bias and writes y: one
+# launch, no reduce.py (that launch cost 5-9 us of a 31-97 us kernel under CUDA graphs).
+# The matmul is a programmatic dependent launch of the rotation, so its launch and preamble
+# overlap the rotation's tail.  occupancy=2 caps registers at 128 so two programs share an SM:
 # one warpgroup computes per program, and the Horner chains leave it stalled half the time
 # alone (measured: 28672x8192 B = 16 128 -> 100 us with the hint).
 import cuda.tile as ct
@@ -64,47 +67,84 @@ def _field_levels(shl, shr, coef, i: ConstInt, P: ConstInt, T: ConstInt, TN: Con
 
 
 def _pass_part(xw, words, coef, nt, kt, P: ConstInt, T: ConstInt, TN: ConstInt, TK: ConstInt, TB: ConstInt,
-               CN: ConstBool):
-    # sum over slices of level_tile(i) @ x_tile(i)^T for one pass and K tile: fp32 [TN, TB]
+               NG: ConstInt, CN: ConstBool):
+    # sum over slices of level_tile(i) @ x_tile(i)^T for one pass and K tile: NG fp32 [TN, TB]
+    # partials, one per norm group the K tile covers (NG = 1 or 2: half h of the word tile holds
+    # columns [h*TK/2, (h+1)*TK/2), and so do elements [h*W, (h+1)*W) of each activation slice)
     W = TK * P // 32
     w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN)
     shl = w << 1
     shr = w >> 7
-    part = ct.zeros((TN, TB), ct.float32)
+    p0 = ct.zeros((TN, TB), ct.float32)
+    p1 = ct.zeros((TN, TB), ct.float32)
     for i in ct.static_iter(range(16 // P)):
         lev = _field_levels(shl, shr, coef, i, P, T, TN, W)
-        xt = ct.load(xw, (i, 0, kt), (1, TB, 2 * W), check_bounds=False).reshape((TB, 2 * W))
-        part = ct.mma(lev, ct.transpose(xt), part)
-    return part
+        if NG == 1:
+            xt = ct.load(xw, (i, 0, kt), (1, TB, 2 * W), check_bounds=False).reshape((TB, 2 * W))
+            p0 = ct.mma(lev, ct.transpose(xt), p0)
+        else:
+            x0 = ct.load(xw, (i, 0, 2 * kt), (1, TB, W), check_bounds=False).reshape((TB, W))
+            x1 = ct.load(xw, (i, 0, 2 * kt + 1), (1, TB, W), check_bounds=False).reshape((TB, W))
+            p0 = ct.mma(ct.extract(lev, (0, 0), (TN, W)), ct.transpose(x0), p0)
+            p1 = ct.mma(ct.extract(lev, (0, 1), (TN, W)), ct.transpose(x1), p1)
+    return p0, p1
+
+
+def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
+                 TK: ConstInt, TB: ConstInt, NG: ConstInt, CN: ConstBool):
+    # one pass's K tile times its norms: fp32 [TN, TB]
+    p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
+    if NG == 1:
+        return p0 * ct.load(norms, (nt, kt // tiles_per_group), (TN, 1), check_bounds=CN).astype(ct.float32)
+    nn = ct.load(norms, (nt, kt), (TN, 2), check_bounds=CN).astype(ct.float32)
+    return p0 * ct.extract(nn, (0, 0), (TN, 1)) + p1 * ct.extract(nn, (0, 1), (TN, 1))
 
 
 @ct.kernel(occupancy=2)
-def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
+def words_matmul_kernel(out, ws, tickets, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
                         PA: ConstInt, TA: ConstInt, PB: ConstInt, TBT: ConstInt,
-                        TN: ConstInt, TK: ConstInt, TB: ConstInt, SPLIT: ConstInt, HAS_BIAS: ConstBool,
-                        CN: ConstBool):
-    # out: [B, N] in x's dtype (SPLIT == 1) or the fp32 workspace [SPLIT, TB, N]; x*: fp16
-    # [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms [N, K_pad/G]; c*: fp16-exact
-    # coefficients (fp32 array); PB == 0: no residual pass.
+                        TN: ConstInt, TK: ConstInt, TB: ConstInt, NG: ConstInt, SPLIT: ConstInt,
+                        HAS_BIAS: ConstBool, CN: ConstBool, TICKET: ConstBool):
+    # out: y [B, N] in x's dtype; ws: fp32 partials [SPLIT, TB, N]; tickets: int32 [N/TN]
+    # zeros (TICKET; else reduce.py sums ws into y); x*: fp16 [16/P, TB, K_pad*P/16]; w*: int32
+    # words; n*: norms [N, K_pad/G]; c*: fp16-exact coefficients (fp32 array); PB == 0: no residual.
     nt = ct.bid(0)
     sk = ct.bid(1)
     k_begin, k_end = split_range(k_tiles, sk, SPLIT)
+    # (launched as a programmatic dependent of the rotation: everything above overlaps its tail;
+    # a no-op in an ordinary launch)
+    ct.grid_dependency_control_wait()
     acc = ct.zeros((TN, TB), ct.float32)
     for kt in range(k_begin, k_end):
-        g = kt // tiles_per_group
-        s = _pass_part(xa, wa, ca, nt, kt, PA, TA, TN, TK, TB, CN) * \
-            ct.load(na, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+        s = _scaled_part(xa, wa, ca, na, nt, kt, tiles_per_group, PA, TA, TN, TK, TB, NG, CN)
         if PB > 0:
-            s = s + _pass_part(xb, wb, cb_, nt, kt, PB, TBT, TN, TK, TB, CN) * \
-                ct.load(nb, (nt, g), (TN, 1), check_bounds=CN).astype(ct.float32)
+            s = s + _scaled_part(xb, wb, cb_, nb, nt, kt, tiles_per_group, PB, TBT, TN, TK, TB, NG, CN)
         acc = acc + s * ct.load(xinv, (kt, 0), (1, TB), check_bounds=False)
     res = ct.transpose(acc)
     if SPLIT == 1:
-        if HAS_BIAS:
-            res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
-        ct.store(out, (0, nt), res.astype(out.dtype))   # (checked: out has B <= TB rows)
+        _store_out(out, bias, res, nt, TN, HAS_BIAS, CN)
+    elif not TICKET:
+        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
     else:
-        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
+        # Split-K without a second launch: every share stores its partial, then takes a ticket
+        # (acq_rel: the store is visible to whoever draws a later ticket); the share that draws
+        # the last one sums all SPLIT partials in share order (deterministic, whichever share
+        # finishes last) and resets the ticket for the next call on this scratch.  Plain stores
+        # and loads (no TMA) keep every access in the generic proxy the atomics order.
+        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN, allow_tma=False)
+        ticket = ct.atomic_add(tickets, nt, 1)
+        if ticket == SPLIT - 1:
+            part = ct.load(ws, (0, 0, nt), (SPLIT, TB, TN), check_bounds=CN, allow_tma=False)
+            ct.atomic_xchg(tickets, nt, 0)
+            _store_out(out, bias, ct.sum(part, 0), nt, TN, HAS_BIAS, CN)
+
+
+@ct.function
+def _store_out(out, bias, res, nt, TN: ConstInt, HAS_BIAS: ConstBool, CN: ConstBool):
+    # res: fp32 [TB, TN] (+ bias) -> out [B, N] (checked: out has B <= TB rows)
+    if HAS_BIAS:
+        res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
+    ct.store(out, (0, nt), res.astype(out.dtype))
 
 
 @ct.kernel
@@ -114,6 +154,9 @@ def rotate_words_kernel(x, signs, xinv, out0, out1, R: ConstInt, C: ConstInt, TK
     # within each R block (exact fp32, as rotate.rotate_kernel), per-(row, K tile) power-of-two
     # scale, then the slices of every plane width in fp16.  P1 == 0: one width only.
     c = ct.bid(0)
+    # (lets the matmul, a programmatic dependent launch, start its preamble now; it waits for
+    # this kernel's results before it reads them)
+    ct.grid_dependency_control_launch_dependents()
     t = ct.load(x, (0, c), (TB, C), padding_mode=ct.PaddingMode.ZERO).astype(ct.float32)
     t = butterfly(t * ct.load(signs, (c,), (C,)).reshape((1, C)), TB, C, R)
     t3 = t.reshape((TB, C // TK, TK)) * (1.0 / (R ** 0.5))
