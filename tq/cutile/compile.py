@@ -130,7 +130,7 @@ def _rotate_mma_variant(dtype, r, v0, v1):
     return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
-def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ticket=True, ng=None):
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None):
     # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
     # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit); main_terms: the first pass's own (the
     # 4-bit polynomial codebooks fit with 3; residual passes are always Lloyd-Max)
@@ -138,11 +138,10 @@ def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_
     pa, ta = bits, main_terms or terms[bits]
     pb, tbt = (residual, terms[residual]) if residual else (0, 0)
     label = f"{bits}" + (f"+{residual}" if residual else "") + f"-bit T={ta}" + (f",{tbt}" if residual else "")
-    ticket = ticket and split > 1
     ng = ng or 1
-    name = (f"words {label} {dtype} TN=128 TK={tk} NG={ng} TB={tb} SPLIT={split}{' ticket' if ticket else ''}"
-            f"{' bias' if bias else ''}{'' if exact else ' ragged'}")
-    return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, ng, split, bias, not exact, ticket))
+    name = (f"words {label} {dtype} TN=128 TK={tk} NG={ng} TB={tb} SPLIT={split}{' bias' if bias else ''}"
+            f"{'' if exact else ' ragged'}")
+    return Variant("words", name, (dtype, pa, ta, pb, tbt, 128, tk, tb, ng, split, bias, not exact))
 
 
 def _rotate_words_variant(dtype, r, tk, tb, p0, p1):
@@ -263,8 +262,7 @@ def variants(which: str = "default") -> list[Variant]:
                                   exact=i % 3 != 2, ng=ng))
     out.append(_words_variant(4, None, "bfloat16", 256, 16, 2, False, main_terms=3, ng=2))
     out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, main_terms=3))
-    out.append(_words_variant(4, None, "bfloat16", 256, 8, 4, True, ticket=False, ng=2))  # TQ_CUTILE_SPLITK=launch
-    out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))
+    out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))   # TQ_CUTILE_WORDS_TK=128
     for i, (r, tk, pp) in enumerate(((64, 64, (4, 0)), (128, 256, (4, 2)), (128, 256, (4, 0)), (128, 128, (4, 0)),
                                      (256, 256, (2, 0)), (256, 256, (4, 2)))):
         out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))
@@ -298,7 +296,7 @@ def _signature(v: Variant):
     elif v.kernel == "words":
         from .words import words_matmul_kernel as k
         one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
-        params = [arr(dt, 2), arr(ct.float32, 3), arr(ct.int32, 1), arr(dt, 2), arr(ct.float32, 2), *one, *one,
+        params = [arr(dt, 2), arr(ct.float32, 3), arr(dt, 2), arr(ct.float32, 2), *one, *one,
                   ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k

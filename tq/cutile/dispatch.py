@@ -359,17 +359,6 @@ def words_enabled() -> bool:
     return v == "1"
 
 
-def words_splitk() -> str:
-    """How the word decode sums its split-K shares: 'ticket' (default: the share that finishes
-    last sums them in the same launch, words.py) or 'launch' (reduce.py, a second launch; the
-    form before the eighth session).  TQ_CUTILE_SPLITK picks (experiments)."""
-    v = os.environ.get("TQ_CUTILE_SPLITK", "ticket")
-    if v not in ("ticket", "launch"):
-        raise ValueError(f"TQ_CUTILE_SPLITK must be 'ticket' or 'launch' (how the word decode sums split-K "
-                         f"shares), got {v!r}")
-    return v
-
-
 def pdl_enabled() -> bool:
     """Whether the word decode's matmul is a programmatic dependent launch of its rotation
     (TQ_CUTILE_PDL=0 turns it off: experiments, or a driver that refuses the attribute)."""
@@ -587,7 +576,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     key = (bsz, dt, has_bias, stream_id, level_preference(), chunk, dequant_tn() if chunk else 0,
            os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"),
            os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled(),
-           os.environ.get("TQ_CUTILE_WORDS"), os.environ.get("TQ_CUTILE_SPLITK"), os.environ.get("TQ_CUTILE_PDL"),
+           os.environ.get("TQ_CUTILE_WORDS"), os.environ.get("TQ_CUTILE_PDL"),
            os.environ.get("TQ_CUTILE_WORDS_TK"))
     plan = wd.plans.get(key)
     if plan is not None:
@@ -658,24 +647,20 @@ def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb
     widths = tuple(sorted({p.p0 for p in wd.passes}))
     c = max(r, tk)
     rconsts = (r, c, tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
-    ticket = split > 1 and words_splitk() == "ticket"
     n_tiles = -(-n // 128)
     consts = (pa.p0, pa.words[0], pb.p0 if pb else 0, pb.words[0] if pb else 0,
-              128, tk, tb, ng, split, has_bias, n % 128 != 0, ticket)
-    second = split > 1 and not ticket
+              128, tk, tb, ng, split, has_bias, n % 128 != 0)
     plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
-                (n_tiles, split, 1), consts, (1, n_tiles, 1) if second else None,
-                (split, 16, 128, has_bias) if second else None, None, rotate_form="words",
+                (n_tiles, split, 1), consts, (1, n_tiles, 1) if split > 1 else None,
+                (split, 16, 128, has_bias) if split > 1 else None, None, rotate_form="words",
                 pdl=pdl_enabled(), words_tiles=(k_tiles, max(1, qw.group_size // tk)))
     # (the K tile sizes the scales: weights of one shape with other group sizes must not share them)
     skey = ("words", str(dev), stream_id, bsz, tb, n, kp, tk, widths, split)
     if skey not in _scratch_pool:
         sc = {("w", p): torch.empty((16 // p, tb, kp * p // 16), dtype=torch.float16, device=dev) for p in widths}
         sc["xinv"] = torch.empty((k_tiles, tb), dtype=torch.float32, device=dev)
-        # (without split-K the kernel reads neither: one-tile stand-ins of the right types)
+        # (without split-K the kernel never reads it: a one-tile stand-in of the right type)
         sc["ws"] = torch.empty((split, tb, n if split > 1 else 128), dtype=torch.float32, device=dev)
-        # every call leaves its tickets at zero again (the last share resets its row tile's)
-        sc["tickets"] = torch.zeros((n_tiles if split > 1 else 1,), dtype=torch.int32, device=dev)
         _scratch_pool[skey] = sc
     plan.scratch = _scratch_pool[skey]
     return plan
@@ -773,11 +758,11 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     sc = plan.scratch
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
-    ws, tickets = sc["ws"], sc["tickets"]
+    ws = sc["ws"]
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (y, ws, tickets, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
+         (y, ws, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
           sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], *plan.words_tiles, *plan.fused_consts)),
     ]
     if plan.reduce_grid:

@@ -29,12 +29,16 @@
 # partner of slice i is the contiguous tile out[i, 0:TB, kt].  Scales: xinv [K_pad/TK, TB]
 # fp32 holds 2^-s.  Norms: TK divides G, so one norm per row per K tile.
 #
-# Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles.  With
-# SPLIT > 1 the shares' fp32 partials go to a [SPLIT, TB, N] workspace and the share that
-# finishes last (an atomic ticket per row tile) sums them, adds the bias and writes y: one
-# launch, no reduce.py (that launch cost 5-9 us of a 31-97 us kernel under CUDA graphs).
+# Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles; fp32
+# partials to a [SPLIT, TB, N] workspace summed by reduce.py (SPLIT > 1) or bias + cast in
+# the epilogue (SPLIT == 1).  K tiles of 256 columns hold two norm groups at G = 128 (two
+# partials, NG = 2): the fixed cost of a tile in the K loop (warpgroup fences, pipeline
+# barriers, address arithmetic) is then paid once per 256 columns (SASS: 703 instead of 846
+# instructions per 128 columns; H200 B = 1: 114 -> 97 us at 28672x8192).  Summing the shares
+# in this kernel instead (the last share by an acq_rel atomic ticket) was measured 40% slower:
+# the release made the compiler re-pipeline the whole K loop (eighth session, probe_splitk).
 # The matmul is a programmatic dependent launch of the rotation, so its launch and preamble
-# overlap the rotation's tail.  occupancy=2 caps registers at 128 so two programs share an SM:
+# overlap the rotation's tail (1-2 us).  occupancy=2 caps registers at 128 so two programs share an SM:
 # one warpgroup computes per program, and the Horner chains leave it stalled half the time
 # alone (measured: 28672x8192 B = 16 128 -> 100 us with the hint).
 import cuda.tile as ct
@@ -101,13 +105,13 @@ def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T
 
 
 @ct.kernel(occupancy=2)
-def words_matmul_kernel(out, ws, tickets, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
+def words_matmul_kernel(out, ws, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
                         PA: ConstInt, TA: ConstInt, PB: ConstInt, TBT: ConstInt,
                         TN: ConstInt, TK: ConstInt, TB: ConstInt, NG: ConstInt, SPLIT: ConstInt,
-                        HAS_BIAS: ConstBool, CN: ConstBool, TICKET: ConstBool):
-    # out: y [B, N] in x's dtype; ws: fp32 partials [SPLIT, TB, N]; tickets: int32 [N/TN]
-    # zeros (TICKET; else reduce.py sums ws into y); x*: fp16 [16/P, TB, K_pad*P/16]; w*: int32
-    # words; n*: norms [N, K_pad/G]; c*: fp16-exact coefficients (fp32 array); PB == 0: no residual.
+                        HAS_BIAS: ConstBool, CN: ConstBool):
+    # out: y [B, N] in x's dtype (SPLIT == 1); ws: the fp32 partials [SPLIT, TB, N] that reduce.py
+    # sums (SPLIT > 1); x*: fp16 [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms [N, K_pad/G];
+    # c*: fp16-exact coefficients (fp32 array); PB == 0: no residual pass.
     nt = ct.bid(0)
     sk = ct.bid(1)
     k_begin, k_end = split_range(k_tiles, sk, SPLIT)
@@ -122,29 +126,11 @@ def words_matmul_kernel(out, ws, tickets, bias, xinv, xa, wa, na, ca, xb, wb, nb
         acc = acc + s * ct.load(xinv, (kt, 0), (1, TB), check_bounds=False)
     res = ct.transpose(acc)
     if SPLIT == 1:
-        _store_out(out, bias, res, nt, TN, HAS_BIAS, CN)
-    elif not TICKET:
-        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
+        if HAS_BIAS:
+            res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
+        ct.store(out, (0, nt), res.astype(out.dtype))   # (checked: out has B <= TB rows)
     else:
-        # Split-K without a second launch: every share stores its partial, then takes a ticket
-        # (acq_rel: the store is visible to whoever draws a later ticket); the share that draws
-        # the last one sums all SPLIT partials in share order (deterministic, whichever share
-        # finishes last) and resets the ticket for the next call on this scratch.  Plain stores
-        # and loads (no TMA) keep every access in the generic proxy the atomics order.
-        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN, allow_tma=False)
-        ticket = ct.atomic_add(tickets, nt, 1)
-        if ticket == SPLIT - 1:
-            part = ct.load(ws, (0, 0, nt), (SPLIT, TB, TN), check_bounds=CN, allow_tma=False)
-            ct.atomic_xchg(tickets, nt, 0)
-            _store_out(out, bias, ct.sum(part, 0), nt, TN, HAS_BIAS, CN)
-
-
-@ct.function
-def _store_out(out, bias, res, nt, TN: ConstInt, HAS_BIAS: ConstBool, CN: ConstBool):
-    # res: fp32 [TB, TN] (+ bias) -> out [B, N] (checked: out has B <= TB rows)
-    if HAS_BIAS:
-        res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
-    ct.store(out, (0, nt), res.astype(out.dtype))
+        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
 
 
 @ct.kernel
