@@ -339,7 +339,7 @@ def test_words_k_tiles_agree(monkeypatch, bits, residual, group, k, tile):
 def test_words_pdl_repeats_and_graph(monkeypatch):
     # The matmul launched as a programmatic dependent of the rotation: two weights of one shape
     # (sharing the scratch) in alternation, repeated calls and CUDA-graph replays give the same
-    # bits, and so does an ordinary launch (TQ_CUTILE_PDL=0).  Split 4 over 16 K tiles.
+    # bits, and so does an ordinary launch (TQ_CUTILE_PDL=0).  Split-K over 16 K tiles.
     import tq.cutile as tqc
     seed = _seed()
     g = torch.Generator().manual_seed(seed)
@@ -352,7 +352,7 @@ def test_words_pdl_repeats_and_graph(monkeypatch):
         first = [tqc.matmul(x, q, bias=bias) for q in qws]
         plan = next(p for p in d.weight_data(qws[0]).plans.values()
                     if p.rotate_form == "words" and p.tiling.tb == (8 if batch <= 8 else 16))
-        assert plan.tiling.split == 4 and plan.pdl
+        assert plan.tiling.split > 1 and plan.pdl        # (split 8 here: 8 row tiles leave SMs to fill)
         for _ in range(3):
             for q, y0 in zip(qws, first):
                 assert torch.equal(tqc.matmul(x, q, bias=bias), y0)
