@@ -31,6 +31,11 @@ def _seed():
     return secrets.randbelow(2**31)
 
 
+def _rel(y, ref):
+    # relative error of a GPU output (torch) against a float64 NumPy reference
+    return float(np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+
+
 # ---------------------------------------------------------------------------
 # Host model (CPU)
 # ---------------------------------------------------------------------------
@@ -250,7 +255,7 @@ def test_words_parity(bits, residual, group, codebook):
         ref = matmul_float64(x, qw, bias=bias)
         y = tqc.matmul(x, qw, bias=bias)
         assert y.dtype == torch.bfloat16 and tuple(y.shape) == (batch, n)
-        err = float(np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+        err = _rel(y, ref)
         # bf16 output rounding (~2^-9 / sqrt(3)) dominates; fp16 levels are within 2^-9 of the table
         assert err < 4e-3, f"seed={seed} n={n} k={k} B={batch}: rel err {err:.2e}"
 
@@ -325,7 +330,7 @@ def test_words_k_tiles_agree(monkeypatch, bits, residual, group, k, tile):
         bias = torch.randn(n, generator=g).to(torch.bfloat16).cuda() if batch == 7 else None
         ref = matmul_float64(x, qw, bias=bias)
         y = tqc.matmul(x, qw, bias=bias)
-        err = float(np.linalg.norm(y.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+        err = _rel(y, ref)
         assert err < 4e-3, f"seed={seed} n={n} B={batch} tile {tile}: rel err {err:.2e}"
         monkeypatch.setenv("TQ_CUTILE_WORDS_TK", "128")
         y1 = tqc.matmul(x, qw, bias=bias)
@@ -358,7 +363,7 @@ def test_words_pdl_repeats_and_graph(monkeypatch):
                 assert torch.equal(tqc.matmul(x, q, bias=bias), y0)
         for q, y0 in zip(qws, first):
             ref = matmul_float64(x, q, bias=bias)
-            err = float(np.linalg.norm(y0.double().cpu().numpy() - ref) / np.linalg.norm(ref))
+            err = _rel(y0, ref)
             assert err < 4e-3, f"seed={seed} B={batch}: rel err {err:.2e}"
         out = torch.empty(2, batch, n, dtype=torch.bfloat16, device="cuda")
         stream = torch.cuda.Stream()
@@ -394,6 +399,5 @@ def test_words_shapes_share_nothing_across_group_sizes():
            for gs in (128, 64)]
     x = torch.randn(4, 2048, generator=g).to(torch.bfloat16).cuda()
     for qw in (qws[0], qws[1], qws[0]):
-        err = float(np.linalg.norm(tqc.matmul(x, qw).double().cpu().numpy() - matmul_float64(x, qw))
-                    / np.linalg.norm(matmul_float64(x, qw)))
+        err = _rel(tqc.matmul(x, qw), matmul_float64(x, qw))
         assert err < 4e-3, f"seed={seed} g{qw.group_size}: {err:.2e}"

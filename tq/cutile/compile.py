@@ -295,9 +295,11 @@ def _signature(v: Variant):
         params = [arr(dt, 2), arr(ct.float32, 1), arr(ct.float32, 2), arr(ct.float16, 3), arr(ct.float16, 3), *c]
     elif v.kernel == "words":
         from .words import words_matmul_kernel as k
+        split = c[8]
+        out = arr(ct.float32, 3) if split > 1 else arr(dt, 2)
         one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
-        params = [arr(dt, 2), arr(ct.float32, 3), arr(dt, 2), arr(ct.float32, 2), *one, *one,
-                  ScalarConstraint(ct.int32), ScalarConstraint(ct.int32), *c]
+        params = [out, arr(dt, 2), arr(ct.float32, 2), *one, *one, ScalarConstraint(ct.int32),
+                  ScalarConstraint(ct.int32), *c]
     elif v.kernel == "reduce":
         from .reduce import splitk_reduce_kernel as k
         params = [arr(ct.float32, 3), arr(dt, 2), arr(dt, 2), *c]

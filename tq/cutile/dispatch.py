@@ -659,8 +659,8 @@ def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb
     if skey not in _scratch_pool:
         sc = {("w", p): torch.empty((16 // p, tb, kp * p // 16), dtype=torch.float16, device=dev) for p in widths}
         sc["xinv"] = torch.empty((k_tiles, tb), dtype=torch.float32, device=dev)
-        # (without split-K the kernel never reads it: a one-tile stand-in of the right type)
-        sc["ws"] = torch.empty((split, tb, n if split > 1 else 128), dtype=torch.float32, device=dev)
+        if split > 1:
+            sc["ws"] = torch.empty((split, tb, n), dtype=torch.float32, device=dev)
         _scratch_pool[skey] = sc
     plan.scratch = _scratch_pool[skey]
     return plan
@@ -758,15 +758,15 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     sc = plan.scratch
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
-    ws = sc["ws"]
+    target = sc["ws"] if plan.tiling.split > 1 else y
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (y, ws, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
+         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
           sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], *plan.words_tiles, *plan.fused_consts)),
     ]
     if plan.reduce_grid:
-        launches.append((splitk_reduce_kernel, plan.reduce_grid, (ws, bias2, y, *plan.reduce_consts)))
+        launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))
     _issue(plan, launches, ("rotate-words", "words", "reduce"), stream, (str(x2.dtype),),
            (str(pa.norms.dtype), str(bias2.dtype)))
     return y

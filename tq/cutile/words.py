@@ -27,7 +27,8 @@
 # are the columns wordlevels.word_columns gives; rotate_words_kernel writes slice i of
 # rotate(x) to out[i, b, :] in that order (for each plane width the passes use), so the mma
 # partner of slice i is the contiguous tile out[i, 0:TB, kt].  Scales: xinv [K_pad/TK, TB]
-# fp32 holds 2^-s.  Norms: TK divides G, so one norm per row per K tile.
+# fp32 holds 2^-s.  Norms: a K tile holds part of one group (TK divides G; NG = 1) or two
+# whole groups (TK = 2G at G = 128; NG = 2): one norm per row and group the tile touches.
 #
 # Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles; fp32
 # partials to a [SPLIT, TB, N] workspace summed by reduce.py (SPLIT > 1) or bias + cast in
@@ -35,12 +36,12 @@
 # partials, NG = 2): the fixed cost of a tile in the K loop (warpgroup fences, pipeline
 # barriers, address arithmetic) is then paid once per 256 columns (SASS: 703 instead of 846
 # instructions per 128 columns; H200 B = 1: 114 -> 97 us at 28672x8192).  Summing the shares
-# in this kernel instead (the last share by an acq_rel atomic ticket) was measured 40% slower:
+# in this kernel instead (the last share by an acq_rel atomic ticket) measured 19-53% slower:
 # the release made the compiler re-pipeline the whole K loop (eighth session, probe_splitk).
 # The matmul is a programmatic dependent launch of the rotation, so its launch and preamble
-# overlap the rotation's tail (1-2 us).  occupancy=2 caps registers at 128 so two programs share an SM:
-# one warpgroup computes per program, and the Horner chains leave it stalled half the time
-# alone (measured: 28672x8192 B = 16 128 -> 100 us with the hint).
+# overlap the rotation's tail (1-2 us).  occupancy=2 caps registers at 128 so two programs
+# share an SM: one warpgroup computes per program, and the Horner chains leave it stalled half
+# the time alone (measured: 28672x8192 B = 16 128 -> 100 us with the hint).
 import cuda.tile as ct
 
 from .reduce import split_range
@@ -105,13 +106,13 @@ def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T
 
 
 @ct.kernel(occupancy=2)
-def words_matmul_kernel(out, ws, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
+def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
                         PA: ConstInt, TA: ConstInt, PB: ConstInt, TBT: ConstInt,
                         TN: ConstInt, TK: ConstInt, TB: ConstInt, NG: ConstInt, SPLIT: ConstInt,
                         HAS_BIAS: ConstBool, CN: ConstBool):
-    # out: y [B, N] in x's dtype (SPLIT == 1); ws: the fp32 partials [SPLIT, TB, N] that reduce.py
-    # sums (SPLIT > 1); x*: fp16 [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms [N, K_pad/G];
-    # c*: fp16-exact coefficients (fp32 array); PB == 0: no residual pass.
+    # out: [B, N] in x's dtype (SPLIT == 1) or the fp32 workspace [SPLIT, TB, N]; x*: fp16
+    # [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms [N, K_pad/G]; c*: fp16-exact
+    # coefficients (fp32 array); PB == 0: no residual pass.
     nt = ct.bid(0)
     sk = ct.bid(1)
     k_begin, k_end = split_range(k_tiles, sk, SPLIT)
@@ -130,7 +131,7 @@ def words_matmul_kernel(out, ws, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_
             res = res + ct.load(bias, (0, nt), (1, TN), check_bounds=CN).astype(ct.float32)
         ct.store(out, (0, nt), res.astype(out.dtype))   # (checked: out has B <= TB rows)
     else:
-        ct.store(ws, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
+        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
 
 
 @ct.kernel
