@@ -333,14 +333,19 @@ def _pass_params(arr, terms, x):
     return head + [arr(ct.uint8, 2), arr(ct.uint8, 2), arr(ct.float16, 2), arr(ct.float32, 1), table]
 
 
+def cubin(v: Variant, arch: str) -> bytes:
+    """The cubin of one variant for one architecture (raises what the compiler raises)."""
+    from cuda.tile.compilation import export_kernel
+    kernel, sig = _signature(v)
+    buf = io.BytesIO()
+    export_kernel(kernel, [sig], buf, gpu_code=arch, output_format="cubin")
+    return buf.getvalue()
+
+
 def compile_one(v: Variant, arch: str, out_dir: str | None = None) -> Result:
     t0 = time.perf_counter()
     try:
-        from cuda.tile.compilation import export_kernel
-        kernel, sig = _signature(v)
-        buf = io.BytesIO()
-        export_kernel(kernel, [sig], buf, gpu_code=arch, output_format="cubin")
-        data = buf.getvalue()
+        data = cubin(v, arch)
         if out_dir:
             safe = "".join(ch if ch.isalnum() or ch in "+-=." else "_" for ch in v.name)
             with open(os.path.join(out_dir, f"{safe}.{arch}.cubin"), "wb") as f:
