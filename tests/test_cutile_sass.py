@@ -51,7 +51,7 @@ def test_parse_listing():
 
 COMPILER_OK, COMPILER_REASON = env.compiler_ready()
 TOOLS_OK = COMPILER_OK and sass.nvdisasm() is not None
-TOOLS_REASON = COMPILER_REASON if not COMPILER_OK else "nvdisasm not found (CUDA toolkit or triton's package)"
+TOOLS_REASON = COMPILER_REASON if not COMPILER_OK else sass.NO_NVDISASM
 
 
 @pytest.mark.skipif(not TOOLS_OK, reason=f"cannot disassemble cuTile kernels here: {TOOLS_REASON}")

@@ -252,7 +252,7 @@ def variants(which: str = "default") -> list[Variant]:
                                     pairs=i < 2, exact=i != 1, unrotate=True))
     # the word decode (bf16 x, B = 1-16): every pass configuration it takes, both batch tiles,
     # split-K and the no-split epilogue (bias, ragged N), 4-bit polynomial codebooks (3 terms), and
-    # its rotation for the blocks it takes (R = G = 64..256: then TK = min(128, R))
+    # its rotation for the blocks and K tiles it takes (R = 64..256, TK = 64..256)
     # K tiles (dispatch.words_k_tile): 256 columns with two norm groups (g128) or one (g >= 256),
     # 128 (g128 with K_pad not a multiple of 256, TQ_CUTILE_WORDS_TK=128), 64 (4-bit g64)
     tiles = ((256, 2), (128, 1), (64, 1), (256, 1), (256, 2), (128, 1))

@@ -53,10 +53,13 @@ def nvdisasm() -> str | None:
     return path if os.access(path, os.X_OK) else None
 
 
+NO_NVDISASM = "nvdisasm not found: put it on PATH (CUDA toolkit) or install triton, which ships it"
+
+
 def disassemble(cubin: bytes) -> str:
     tool = nvdisasm()
     if tool is None:
-        raise RuntimeError("nvdisasm not found: put it on PATH (CUDA toolkit) or install triton, which ships it")
+        raise RuntimeError(NO_NVDISASM)
     with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
         f.write(cubin)
         f.flush()
@@ -153,7 +156,7 @@ def main(argv=None) -> int:
         print(f"cannot compile: {reason}", file=sys.stderr)
         return 2
     if nvdisasm() is None:
-        print("nvdisasm not found: put it on PATH (CUDA toolkit) or install triton, which ships it", file=sys.stderr)
+        print(NO_NVDISASM, file=sys.stderr)
         return 2
     chosen = [v for v in aot.variants(args.set) if args.match in v.name]
     if not chosen:
