@@ -58,6 +58,18 @@ def test_field_constants_are_exact(p):
 
 
 @pytest.mark.parametrize("p", wl.WORD_WIDTHS)
+def test_one_and_per_field_equals_and_or(p):
+    # The kernel ORs every field's exponent into the shifted word once, then takes field i with a
+    # single AND (one constant): bit for bit (src & mask) | magic, for any word.
+    ex = wl.exponents(p)
+    src = np.random.default_rng(_seed()).integers(0, 2**32, 4096, dtype=np.uint64).astype(np.int64)
+    for i in range(16 // p):
+        _, _, magic, mask, _ = wl.field(i, p)
+        assert magic & ~ex == 0 and mask & ex == 0    # the exponent bits it keeps are set; its field is untouched
+        assert np.array_equal((src | ex) & (mask | magic), (src & mask) | magic)
+
+
+@pytest.mark.parametrize("p", wl.WORD_WIDTHS)
 @pytest.mark.parametrize("k_pad", [32, 96, 1024])
 def test_word_columns_permute_the_packing(p, k_pad):
     cols = wl.word_columns(k_pad, p)

@@ -348,7 +348,13 @@ def test_chunk_rows_bounded(monkeypatch):
     from tq.chunked import chunk_rows_for
 
     assert chunk_rows_for(8192, 8192) == 2048            # the measured best; 2 x 32 MiB
-    assert chunk_rows_for(28672, 8192) == 1152           # 2 x 1152 x 28672 x 2 B <= 128 MiB
+    assert chunk_rows_for(28672, 8192) == 1024           # 2 x 1152 x 28672 x 2 B <= 128 MiB, evened to 8 x 1024
+    assert chunk_rows_for(8192, 28672) == 2048           # 14 full chunks
+    assert chunk_rows_for(8192, 5000) == 1792            # 3 chunks: 1792 + 1792 + 1416, not 2048 + 2048 + 904
+    for k_pad, n in ((28672, 8192), (8192, 5000), (4096, 300), (50000, 11008)):
+        rows = chunk_rows_for(k_pad, n)                  # even, within the budget, as few chunks as the budget allows
+        cap = max(128, min(2048, (128 << 20) // 2 // (k_pad * 2)) // 128 * 128)
+        assert rows % 128 == 0 and rows <= cap and -(-n // rows) == -(-n // cap)
     assert chunk_rows_for(8192, 300) == 384               # never more rows than N (rounded to 128)
     monkeypatch.setenv("TQ_PREFILL_WORKSPACE_MB", "16")
     assert chunk_rows_for(8192, 8192) == 512

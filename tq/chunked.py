@@ -46,12 +46,16 @@ def unrotate_enabled() -> bool:
 
 
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
-    """Rows per chunk: 2048 unless the two buffers would exceed TQ_PREFILL_WORKSPACE_MB
-    (default 128); at least 128, at most N (rounded up to 128)."""
+    """Rows per chunk: at most 2048, and fewer where the two buffers would exceed
+    TQ_PREFILL_WORKSPACE_MB (default 128); then evened out over the chunks that N needs
+    (a multiple of 128, at least 128).  Even chunks: at 8192x28672 the budget allows 1152 rows,
+    which left a 128-row last chunk whose GEMM cost a fifth of a full one; 8 chunks of 1024 rows
+    measured 8.5% (Triton) and 3.5% (cuTile) faster at B = 2048 on the H200 (ninth session)."""
     budget = prefill_workspace_mb() << 20
     rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
     rows = max(128, rows // 128 * 128)
-    return min(rows, -(-n // 128) * 128)
+    chunks = -(-n // rows)
+    return -(-(-(-n // chunks)) // 128) * 128
 
 
 def capturing(device) -> bool:

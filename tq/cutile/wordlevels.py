@@ -6,8 +6,10 @@ No cuda.tile import: dispatch.py and the CPU tests use this module on any machin
 The kernel reads a packed plane of width p (2 or 4) as int32 words.  Each 16-bit half of a
 word holds 16/p fields; field i sits at bits [i*p, (i+1)*p).  After one shift of the whole
 word (left by 1 for the low byte's fields, arithmetic right by 7 for the high byte's) field
-i lies at mantissa bits [m, m+p) of both halves at once, with m >= 1.  OR-ing in the fp16
-exponent e makes each half the fp16 number 2^e + lambda * idx, lambda = 2^(1-p), exactly;
+i lies at mantissa bits [m, m+p) of both halves at once, with m >= 1.  Giving it the fp16
+exponent e (the shifted word carries the OR of all its fields' exponents, `exponents`; one AND
+keeps field i's mantissa bits and its own exponent) makes each half the fp16 number
+2^e + lambda * idx, lambda = 2^(1-p), exactly;
 one subtraction of 2^e + lambda * u_max gives u = lambda * (idx - u_max) in [-1, 1), exact.
 m >= 1 is what makes that constant representable (it needs 12 - m significant bits).  The
 level is then an odd polynomial of u, u * sum_j d_j (u^2)^j, in packed fp16 (HMUL2 / HFMA2):
@@ -37,6 +39,16 @@ def field(i: int, p: int) -> tuple[bool, int, int, int, float]:
     mask = (((1 << p) - 1) << m) * 0x00010001
     centre = 2.0 ** e + 2.0 ** log2_lambda(p) * ((1 << p) - 1) / 2
     return low, m, magic, mask, centre
+
+
+def exponents(p: int) -> int:
+    """OR of the fp16 exponent constants of every field one shifted word serves (m = 1, 1 + p,
+    ..., 9 - p): the kernel ORs it into the shifted word once, after which field i is a single
+    AND with (mask | magic), one constant (words.py: a LOP3 with two constants costs a MOV)."""
+    u = 0
+    for i in range(8 // p):
+        u |= field(i, p)[2]
+    return u
 
 
 def word_columns(k_padded: int, p: int) -> np.ndarray:
@@ -104,12 +116,13 @@ def decode_words(words: np.ndarray, p: int, coef: np.ndarray) -> np.ndarray:
     operations (shifts, AND, OR, reinterpretation as two fp16 halves) and its fp16 chain."""
     w = words.astype(np.int64)
     u32 = 0xFFFFFFFF
-    shifted = {True: (w << 1) & u32, False: (w >> 7) & u32}   # (int64 >> is arithmetic, as in int32)
+    ex = exponents(p)
+    shifted = {True: ((w << 1) & u32) | ex, False: ((w >> 7) & u32) | ex}   # (int64 >> is arithmetic, as in int32)
     d = fp16_round(coef)
     out = []
     for i in range(16 // p):
         low, _, magic, mask, centre = field(i, p)
-        q = (shifted[low] & mask) | magic
+        q = shifted[low] & (mask | magic)
         halves = np.stack([q & 0xFFFF, q >> 16], -1).reshape(q.shape[0], -1).astype(np.uint16)
         u = fp16_round(halves.view(np.float16).astype(np.float64) - centre)
         out.append(horner16(u, d))

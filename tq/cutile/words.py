@@ -6,8 +6,9 @@
 # and convert them to bf16 for the mma: about 22 SASS instructions per pair of weights.
 # Here a weight costs about half of that:
 #   * the plane is read as int32 words; one shift of a word puts field i of BOTH of its
-#     16-bit halves at mantissa bits [m, m+p), m >= 1 (wordlevels.field), and one AND + OR
-#     (one LOP3) turns both halves into the fp16 numbers 2^e + lambda * idx, lambda = 2^(1-p);
+#     16-bit halves at mantissa bits [m, m+p), m >= 1 (wordlevels.field); the shifted word
+#     carries the OR of its fields' fp16 exponents, so one AND with one constant (one LOP3, no
+#     MOV) turns both halves into the fp16 numbers 2^e + lambda * idx, lambda = 2^(1-p);
 #   * reinterpreting the int32 tile as twice as many fp16 values (pack_to_bytes /
 #     unpack_from_bytes) costs no instruction;
 #   * u = that - (2^e + lambda * u_max) is exact, and level = u * sum_j d_j (u^2)^j runs in
@@ -51,8 +52,21 @@ ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 
 
+def _exponents(P: ConstInt):
+    # OR of the fp16 exponent fields of every slice taken from one shifted word (m = 1, 1 + P, ...)
+    u = 0
+    for m in ct.static_iter(range(1, 9, P)):
+        u = u | ((26 - m - P) << 10)
+    return u * 0x00010001
+
+
 def _field_levels(shl, shr, coef, i: ConstInt, P: ConstInt, T: ConstInt, TN: ConstInt, W: ConstInt):
-    # slice i of a [TN, W] word tile -> fp16 levels [TN, 2W] (wordlevels.field has the same numbers)
+    # slice i of a [TN, W] word tile -> fp16 levels [TN, 2W] (wordlevels.field has the same numbers);
+    # shl / shr already carry the OR of all their slices' exponents (_exponents), so one AND with
+    # one constant (the field's mask and its own exponent bits) makes the fp16 number: a LOP3 of
+    # (src & mask) | exponent takes two constants, and ptxas re-materialized one of them by a MOV
+    # before every LOP3 (117 MOVs in a 1397-instruction K loop at 4-bit g128; one constant: 1344,
+    # measured 1.6-4.4% faster on the H200, ninth session, probes/probe_lop3.log).
     o = i * P
     if o + P <= 8:
         src = shl
@@ -61,7 +75,7 @@ def _field_levels(shl, shr, coef, i: ConstInt, P: ConstInt, T: ConstInt, TN: Con
         src = shr
         m = o - 7
     e = 11 - m - P
-    q = (src & ((((1 << P) - 1) << m) * 0x00010001)) | (((e + 15) << 10) * 0x00010001)
+    q = src & (((((1 << P) - 1) << m) | ((e + 15) << 10)) * 0x00010001)
     f = ct.unpack_from_bytes(ct.pack_to_bytes(q), ct.float16).reshape((TN, 2 * W))
     u = f - (2.0 ** e + 2.0 ** (1 - P) * ((1 << P) - 1) * 0.5)
     t = u * u
@@ -78,8 +92,8 @@ def _pass_part(xw, words, coef, nt, kt, P: ConstInt, T: ConstInt, TN: ConstInt, 
     # columns [h*TK/2, (h+1)*TK/2), and so do elements [h*W, (h+1)*W) of each activation slice)
     W = TK * P // 32
     w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN)
-    shl = w << 1
-    shr = w >> 7
+    shl = (w << 1) | _exponents(P)
+    shr = (w >> 7) | _exponents(P)
     p0 = ct.zeros((TN, TB), ct.float32)
     p1 = ct.zeros((TN, TB), ct.float32)
     for i in ct.static_iter(range(16 // P)):
