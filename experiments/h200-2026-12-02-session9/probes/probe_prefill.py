@@ -6,7 +6,7 @@
 #      copy of the same bytes (read x, write x_rot).
 import os, time
 import torch
-import tq, tq.cutile as tqc, tq.triton as tqt
+import tq, tq.chunked, tq.cutile as tqc, tq.triton as tqt
 from tq.experiments.timing import time_op
 from tq.quantize import dequantize_rotated
 from tq.rotation import rotate_torch
