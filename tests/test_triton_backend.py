@@ -159,6 +159,7 @@ def test_rotation_persistent_programs(triton_backend, gen, block, pad, monkeypat
     monkeypatch.setattr(rotate, "PROGRAMS_PER_SM", 1)
     monkeypatch.setattr(rotate, "INTERPRETER_PROGRAMS", 3)
     monkeypatch.setattr(rotate, "TILE_ELEMENTS", 1024)
+    monkeypatch.setenv("TQ_TRITON_ROTATE_BLOCKS", "0")  # 301 rows would take the block tiles (next test)
     rotate._plan.cache_clear()
     try:
         k_pad = 2048
@@ -170,6 +171,46 @@ def test_rotation_persistent_programs(triton_backend, gen, block, pad, monkeypat
         rotate._plan.cache_clear()
     ref = rotate_np(x.cpu().double().numpy(), block, 11, k_pad)
     assert np.linalg.norm(got - ref) / np.linalg.norm(ref) < 1e-5
+
+
+@pytest.mark.parametrize("in_dtype,out_dtype", [(torch.float32, torch.float32), (torch.float16, torch.float32),
+                                                (torch.bfloat16, torch.bfloat16), (torch.float16, torch.float16)])
+@pytest.mark.parametrize("block,k", [(128, 512), (128, 389), (64, 192), (32, 101)])
+def test_rotation_block_tiles(triton_backend, gen, block, k, in_dtype, out_dtype, monkeypatch):
+    """_rotate_blocks_kernel (single-pass blocks, batch >= BLOCK_TILE_ROWS): a ragged last row tile,
+    padded K (k not a multiple of the block), persistent programs looping over several tiles, and
+    the route itself (it must be the kernel that ran)."""
+    from tq.rotation import rotate_np
+    from tq.triton import rotate
+
+    monkeypatch.setattr(rotate, "BLOCK_TILE_ROWS", 16)  # small tiles: the interpreter stays fast
+    monkeypatch.setattr(rotate, "BLOCK_PROGRAMS_PER_SM", 1)
+    monkeypatch.setattr(rotate, "INTERPRETER_PROGRAMS", 3)
+    calls = []
+    real = rotate._rotate_blocks
+    monkeypatch.setattr(rotate, "_rotate_blocks", lambda *a: calls.append(a[3:5]) or real(*a))
+    k_pad = -(-k // block) * block
+    x = torch.randn(37, k, generator=gen).to(DEVICE, in_dtype)
+    got = rotate.rotate(x, block, 5, k_pad, out_dtype)
+    assert calls == [(block, k)], "the block-tile kernel did not run"
+    assert got.shape == (37, k_pad) and got.dtype == out_dtype
+    ref = rotate_np(x.cpu().double().numpy(), block, 5, k_pad)
+    err = np.linalg.norm(got.cpu().double().numpy() - ref) / np.linalg.norm(ref)
+    assert err < (1e-5 if out_dtype == torch.float32 else 2e-3 if out_dtype == torch.float16 else 8e-3)
+    # the line-flat tiles give the same numbers (the order of the fp32 sums aside)
+    monkeypatch.setenv("TQ_TRITON_ROTATE_BLOCKS", "0")
+    flat = rotate.rotate(x, block, 5, k_pad, out_dtype).cpu().double().numpy()
+    assert len(calls) == 1
+    assert np.linalg.norm(flat - got.cpu().double().numpy()) <= 1e-6 * np.linalg.norm(ref) + \
+        (0 if out_dtype == torch.float32 else 1e-2 * np.linalg.norm(ref))
+
+
+def test_rotation_blocks_switch(triton_backend, monkeypatch):
+    from tq.triton import rotate
+
+    monkeypatch.setenv("TQ_TRITON_ROTATE_BLOCKS", "yes")
+    with pytest.raises(ValueError, match="TQ_TRITON_ROTATE_BLOCKS must be 0 or 1"):
+        rotate.rotate(torch.zeros(70, 128, device=DEVICE), 128, 1, 128, torch.float32)
 
 
 def test_rotation_factors():

@@ -48,13 +48,14 @@ def unrotate_enabled() -> bool:
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
     """Rows per chunk: at most 2048, and fewer where the two buffers would exceed
     TQ_PREFILL_WORKSPACE_MB (default 128); then evened out over the chunks that N needs
-    (a multiple of 128, at least 128).  Even chunks: at 8192x28672 the budget allows 1152 rows,
+    (a multiple of 128, at least 128: at a K so large that 128 rows exceed the budget, the
+    128-row floor wins over the budget).  Even chunks: at 8192x28672 the budget allows 1152 rows,
     which left a 128-row last chunk whose GEMM cost a fifth of a full one; 8 chunks of 1024 rows
-    measured 8.5% (Triton) and 3.5% (cuTile) faster at B = 2048 on the H200 (ninth session)."""
+    measured 8.1-8.7% (Triton) and 2.6-5.2% (cuTile) faster at B = 2048 on the H200 (ninth session)."""
     budget = prefill_workspace_mb() << 20
     rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
     rows = max(128, rows // 128 * 128)
-    chunks = -(-n // rows)
+    chunks = max(1, -(-n // rows))
     return -(-(-(-n // chunks)) // 128) * 128
 
 

@@ -17,6 +17,12 @@
 # program per 8192-element tile: 49 us at K = 8192); larger tiles were slower, and loading
 # H_n instead of building it gained nothing at decode sizes
 # (experiments/h100-2026-11-25-session4/probes/probe_rot4.log, probe_decode_pdl.log).
+# Batches of >= BLOCK_TILE_ROWS rows with one pass (R <= 128) take _rotate_blocks_kernel
+# instead: a tile is 64 rows of one block, so its lines share the block's R signs (a line-flat
+# tile loads an fp32 sign per element: more bytes than x) and M = 64 makes tl.dot a wgmma
+# (at TM = 32 it was mma.sync, re-reading H from shared memory per 16 rows).  H200, B = 2048:
+# 22.0 us at K = 8192, 63.9 us at K = 28672 (1.20 / 1.10x a copy), against 40.4 / 122.4 us
+# for the line-flat tiles (experiments/h200-2026-12-02-session10/probes/probe_rotblocks.log).
 #
 # Why a matrix product: for bf16/fp16 activations the first pass multiplies values that
 # are exactly representable (x * +-1) by exact +-1 entries with fp32 accumulation, so
@@ -46,6 +52,12 @@ MIN_PROGRAMS = 8
 ROTATE_STAGES = 3
 PROGRAMS_PER_SM = 2       # persistent programs per SM on a GPU
 INTERPRETER_PROGRAMS = 0  # under the interpreter: 0 = one program per tile (tests lower it to loop)
+# Single-pass rotations (R <= MAX_DENSE) of batches >= BLOCK_TILE_ROWS: [TM, R] tiles of one block
+# (_rotate_blocks_kernel), persistent programs.
+BLOCK_TILE_ROWS = 64
+BLOCK_WARPS = 4
+BLOCK_PROGRAMS_PER_SM = 2
+BLOCK_STAGES = 3
 
 
 @triton.jit
@@ -98,7 +110,41 @@ def _rotate_tile(in_ptr, out_ptr, sign_ptr, h, tile, n_lines, n_valid, ld_in, k_
     tl.store(out_ptr + pos, r.to(out_ptr.dtype.element_ty), mask=live)
 
 
+@triton.jit
+def _rotate_blocks_kernel(in_ptr, out_ptr, sign_ptr, rows, n_valid, ld_in, scale, n_blocks, n_tiles,
+                          N: tl.constexpr, TM: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr,
+                          PADDED: tl.constexpr):
+    """Single-pass rotation (R = N <= MAX_DENSE) of a batch of >= TM rows: a tile is TM rows of
+    one rotation block, [TM, N] at (row tile, block), so every line of the tile shares the
+    block's N signs (one [N] load instead of a [TM, N] one; the line-flat tiles of
+    _rotate_pass_kernel load a sign per element, more bytes than x itself)."""
+    i = tl.arange(0, N)
+    par = i[:, None] & i[None, :]
+    par = par ^ (par >> 4)
+    par = par ^ (par >> 2)
+    par = par ^ (par >> 1)
+    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
+    for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
+        # row-tile major: concurrent programs read neighbouring blocks of the same rows
+        blk = tile % n_blocks
+        r = (tile // n_blocks) * TM + tl.arange(0, TM)
+        col = blk * N + i
+        live = r < rows
+        if PADDED:
+            ok = live[:, None] & (col < n_valid)[None, :]
+            sgn = tl.load(sign_ptr + col, mask=col < n_valid, other=0.0)
+        else:
+            ok = live[:, None]
+            sgn = tl.load(sign_ptr + col)
+        v = tl.load(in_ptr + r[:, None].to(tl.int64) * ld_in + col[None, :], mask=ok, other=0.0)
+        v = v.to(DOT_DTYPE) * sgn.to(DOT_DTYPE)[None, :]
+        y = tl.dot(v, h, input_precision=PREC) * scale
+        tl.store(out_ptr + r[:, None].to(tl.int64) * (n_blocks * N) + col[None, :], y.to(out_ptr.dtype.element_ty),
+                 mask=live[:, None])
+
+
 _launcher = launch.Launcher(_rotate_pass_kernel)
+_blocks_launcher = launch.Launcher(_rotate_blocks_kernel)
 
 
 def factor_block(block: int) -> list[int]:
@@ -183,6 +229,9 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
     interpreting = os.environ.get("TRITON_INTERPRET", "0") == "1"
     passes, needs_scratch = _plan(b, k, block, k_padded, x2.dtype, out_dtype, interpreting, tile_elements(),
                                   INTERPRETER_PROGRAMS if interpreting else PROGRAMS_PER_SM * launch.sm_count(x2.device))
+    if len(passes) == 1 and b >= BLOCK_TILE_ROWS and blocks_enabled():
+        _rotate_blocks(x2, out, signs, block, k, k_padded, passes[0], interpreting)
+        return out
     scratch = torch.empty((b, k_padded), dtype=torch.float32, device=x2.device) if needs_scratch else out
     src, ld = x2, x2.stride(0)
     for i, p in enumerate(passes):
@@ -193,3 +242,26 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
                   p["warps"], p["stages"])
         src, ld = dst, k_padded
     return out
+
+
+def blocks_enabled() -> bool:
+    """TQ_TRITON_ROTATE_BLOCKS=0 keeps the line-flat tiles at every batch (comparisons)."""
+    raw = os.environ.get("TQ_TRITON_ROTATE_BLOCKS", "1")
+    if raw not in ("0", "1"):
+        raise ValueError(f"TQ_TRITON_ROTATE_BLOCKS must be 0 or 1 (0: line-flat rotation tiles at every batch), "
+                         f"got {raw!r}")
+    return raw == "1"
+
+
+def _rotate_blocks(x2, out, signs, block: int, k: int, k_padded: int, p: dict, interpreting: bool) -> None:
+    b = x2.shape[0]
+    n_blocks = k_padded // block
+    n_tiles = triton.cdiv(b, BLOCK_TILE_ROWS) * n_blocks
+    programs = (n_tiles if INTERPRETER_PROGRAMS == 0 else min(n_tiles, INTERPRETER_PROGRAMS)) if interpreting else \
+        min(n_tiles, BLOCK_PROGRAMS_PER_SM * launch.sm_count(x2.device))
+    c = p["consts"]
+    consts = dict(N=block, TM=BLOCK_TILE_ROWS, PREC=c["PREC"], DOT_DTYPE=c["DOT_DTYPE"], PADDED=k < k_padded)
+    key = ("blocks", launch.spec(b), launch.spec(k_padded), launch.spec(n_tiles), x2.dtype, out.dtype, x2.device,
+           launch.ptr_spec(x2), launch.spec(x2.stride(0)), launch.spec(k))
+    _blocks_launcher(key, (programs,), (x2, out, signs, b, k, x2.stride(0), p["scale"], n_blocks, n_tiles), consts,
+                     BLOCK_WARPS, BLOCK_STAGES)
