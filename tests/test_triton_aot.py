@@ -126,3 +126,27 @@ def test_mma_tma_kernel_compiles_pipelined(compiled_triton_kernels, arch, bb, wa
     assert re.search(rf"memdesc<[2-9]x{bn}x16xi32", ttgir), "weight tiles not multi-buffered (no software pipeline)"
     assert "ld.global.nc.v4.b32" in compiled.asm["ptx"]
     assert lutmma.layout_ok(ttgir, warps)
+
+
+@pytest.mark.parametrize("tm,wgmma", [(64, True), (32, False)])
+def test_rotate_blocks_kernel_compiles_to_wgmma(compiled_triton_kernels, tm, wgmma):
+    """The block-tile rotation for sm_90: at the default 64-row tiles the product must be a wgmma
+    (warp_group_dot in the TTGIR; the 32-row line-flat tiles' mma.sync re-read H from shared
+    memory per 16 rows and ran at 2.1x a copy), and the signs a single [R] load per tile."""
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+    import triton.language as tl
+    import tq.triton.rotate as rotate
+
+    assert rotate.BLOCK_TILE_ROWS == 64
+    kernel = rotate._rotate_blocks_kernel
+    consts = dict(N=128, TM=tm, PREC="tf32", DOT_DTYPE=tl.bfloat16, PADDED=False)
+    types = {"in_ptr": "*bf16", "out_ptr": "*bf16", "sign_ptr": "*fp32", "scale": "fp32"}
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in kernel.arg_names}
+    compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", 90, 32),
+                              options={"num_warps": 4, "num_stages": 3})
+    ttgir = compiled.asm["ttgir"]
+    assert ("warp_group_dot" in ttgir) == wgmma
+    assert "tensor<128x!tt.ptr<f32>" in ttgir and f"tensor<{tm}x128x!tt.ptr<f32>" not in ttgir  # 1-D signs
+    assert len(compiled.asm["cubin"]) > 1000

@@ -61,15 +61,21 @@ BLOCK_STAGES = 3
 
 
 @triton.jit
-def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_padded, scale, n_tiles,
-                        N: tl.constexpr, STRIDE: tl.constexpr, TM: tl.constexpr,
-                        FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr, PADDED: tl.constexpr):
+def _hadamard(N: tl.constexpr, DOT_DTYPE: tl.constexpr):
+    # H_N[i, j] = (-1)^popcount(i & j) from the index bits (N <= 128: seven bits, three folds)
     i = tl.arange(0, N)
     par = i[:, None] & i[None, :]
     par = par ^ (par >> 4)
     par = par ^ (par >> 2)
     par = par ^ (par >> 1)
-    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
+    return (1 - 2 * (par & 1)).to(DOT_DTYPE)
+
+
+@triton.jit
+def _rotate_pass_kernel(in_ptr, out_ptr, sign_ptr, n_lines, n_valid, ld_in, k_padded, scale, n_tiles,
+                        N: tl.constexpr, STRIDE: tl.constexpr, TM: tl.constexpr,
+                        FIRST: tl.constexpr, PREC: tl.constexpr, DOT_DTYPE: tl.constexpr, PADDED: tl.constexpr):
+    h = _hadamard(N, DOT_DTYPE)
     for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
         _rotate_tile(in_ptr, out_ptr, sign_ptr, h, tile, n_lines, n_valid, ld_in, k_padded, scale,
                      N, STRIDE, TM, FIRST, PREC, DOT_DTYPE, PADDED)
@@ -118,12 +124,8 @@ def _rotate_blocks_kernel(in_ptr, out_ptr, sign_ptr, rows, n_valid, ld_in, scale
     one rotation block, [TM, N] at (row tile, block), so every line of the tile shares the
     block's N signs (one [N] load instead of a [TM, N] one; the line-flat tiles of
     _rotate_pass_kernel load a sign per element, more bytes than x itself)."""
+    h = _hadamard(N, DOT_DTYPE)
     i = tl.arange(0, N)
-    par = i[:, None] & i[None, :]
-    par = par ^ (par >> 4)
-    par = par ^ (par >> 2)
-    par = par ^ (par >> 1)
-    h = (1 - 2 * (par & 1)).to(DOT_DTYPE)
     for tile in range(tl.program_id(0), n_tiles, tl.num_programs(0)):
         # row-tile major: concurrent programs read neighbouring blocks of the same rows
         blk = tile % n_blocks
