@@ -429,24 +429,6 @@ def test_gpu_replay_follows_x_stride_and_graph_capture(triton_backend, gen):
         assert _rel(y, x, qw) < TOL[torch.bfloat16], batch
 
 
-def test_chunk_buffers_share_the_budget(monkeypatch):
-    """TQ_PREFILL_BUFFERS: the ring's buffers split the same workspace budget."""
-    from tq import chunked
-    monkeypatch.setenv("TQ_PREFILL_BUFFERS", "3")
-    assert chunked.chunk_rows_for(8192, 8192) == 2048     # 3 x 32 MiB <= 128 MiB
-    assert chunked.chunk_rows_for(28672, 8192) == 768     # 128 MiB / 3 / 56 KiB a row -> 780 -> 11 chunks of 768
-    for k_pad, n in ((28672, 8192), (50000, 11008), (8192, 5000)):
-        assert 3 * chunked.chunk_rows_for(k_pad, n) * k_pad * 2 <= 128 << 20
-    chunked.release_prefill_workspace()
-    bufs = chunked.workspace(torch.device("cpu"), 7, 256, 512, torch.bfloat16, 3)
-    assert len(bufs) == 3 and bufs[2].data_ptr() - bufs[0].data_ptr() == 2 * 256 * 512 * 2
-    chunked.release_prefill_workspace()
-    for bad in ("1", "5", "two"):
-        monkeypatch.setenv("TQ_PREFILL_BUFFERS", bad)
-        with pytest.raises(ValueError, match="TQ_PREFILL_BUFFERS must be 2, 3 or 4"):
-            chunked.chunk_rows_for(8192, 8192)
-
-
 def test_chunk_workspace_is_one_buffer_per_stream():
     # every layer shape's two chunks are views of one flat buffer per (device, stream, dtype),
     # so TQ_PREFILL_WORKSPACE_MB bounds the total, not each shape's share

@@ -31,14 +31,6 @@ def prefill_workspace_mb() -> int:
                        f"default {PREFILL_WORKSPACE_MB})")
 
 
-def prefill_buffers() -> int:
-    """TQ_PREFILL_BUFFERS: chunk buffers in the ring (2-4, default 2), sharing the workspace
-    budget.  With 3, the dequant of chunk c + 1 waits only for GEMM c - 2, so it can start
-    while GEMM c - 1 runs instead of racing GEMM c for the SMs when GEMM c - 1 ends."""
-    return int_setting("TQ_PREFILL_BUFFERS", 2, lambda v: 2 <= v <= 4,
-                       "2, 3 or 4 (chunk buffers of the chunked prefill, sharing TQ_PREFILL_WORKSPACE_MB)")
-
-
 def unrotate_enabled() -> bool:
     """TQ_PREFILL_UNROTATE=1: where a backend can (a K tile is one rotation block), the chunk
     kernel rotates the weight rows back into x's basis and cuBLAS multiplies x itself: no
@@ -61,7 +53,7 @@ def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:
     which left a 128-row last chunk whose GEMM cost a fifth of a full one; 8 chunks of 1024 rows
     measured 8.1-8.7% (Triton) and 2.6-5.2% (cuTile) faster at B = 2048 on the H200 (ninth session)."""
     budget = prefill_workspace_mb() << 20
-    rows = min(CHUNK_ROWS, budget // prefill_buffers() // (k_padded * dtype_bytes))
+    rows = min(CHUNK_ROWS, budget // 2 // (k_padded * dtype_bytes))
     rows = max(128, rows // 128 * 128)
     chunks = max(1, -(-n // rows))
     return -(-(-(-n // chunks)) // 128) * 128
@@ -81,8 +73,8 @@ def side_stream(device, caller: int) -> torch.cuda.Stream:
     return s
 
 
-def workspace(device, stream: int, rows: int, k_padded: int, dtype, count: int = 2) -> list:
-    """The chunk buffers (count of them): views of one flat buffer kept per (device, caller stream, dtype).
+def workspace(device, stream: int, rows: int, k_padded: int, dtype) -> list:
+    """The two chunk buffers: views of one flat buffer kept per (device, caller stream, dtype).
 
     One buffer per caller stream, whatever the layer shape, so TQ_PREFILL_WORKSPACE_MB bounds
     the total (each shape's two chunks fit in it: chunk_rows_for); it grows to the largest
@@ -97,12 +89,12 @@ def workspace(device, stream: int, rows: int, k_padded: int, dtype, count: int =
     """
     size = rows * k_padded
     if capturing(device):
-        return [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(count)]
+        return [torch.empty((rows, k_padded), dtype=dtype, device=device) for _ in range(2)]
     key = (device, stream, dtype)
     flat = _workspaces.get(key)
-    if flat is None or flat.numel() < count * size:
-        flat = _workspaces[key] = torch.empty(count * size, dtype=dtype, device=device)
-    return [flat[j * size:(j + 1) * size].view(rows, k_padded) for j in range(count)]
+    if flat is None or flat.numel() < 2 * size:
+        flat = _workspaces[key] = torch.empty(2 * size, dtype=dtype, device=device)
+    return [flat[:size].view(rows, k_padded), flat[size:2 * size].view(rows, k_padded)]
 
 
 def release_prefill_workspace() -> None:
@@ -124,21 +116,20 @@ def run_chunked(dequant: Callable[[torch.Tensor, int, int], None], x_rot, y: tor
     dev = y.device
     main = torch.cuda.current_stream(dev)
     side = side_stream(dev, main.cuda_stream)
-    nb = prefill_buffers()
-    bufs = workspace(dev, main.cuda_stream, chunk_rows, k_padded, y.dtype, nb)
+    bufs = workspace(dev, main.cuda_stream, chunk_rows, k_padded, y.dtype)
     for b in bufs:  # the allocator must not hand this memory out again before the side stream is done
         b.record_stream(side)
-    ready = [torch.cuda.Event() for _ in range(nb)]
-    free = [torch.cuda.Event() for _ in range(nb)]
+    ready = [torch.cuda.Event() for _ in range(2)]
+    free = [torch.cuda.Event() for _ in range(2)]
     # Fork: side sees everything queued on main so far (the buffers' previous users included).
     side.wait_stream(main)
     if callable(x_rot):
         x_rot = x_rot()
     bias_y = None if bias is None else bias.to(y.dtype)
     for c, r0 in enumerate(range(0, n, chunk_rows)):
-        i, rows = c % nb, min(chunk_rows, n - r0)
+        i, rows = c % 2, min(chunk_rows, n - r0)
         with torch.cuda.stream(side):
-            if c >= nb:
+            if c >= 2:
                 side.wait_event(free[i])
             dequant(bufs[i], r0, rows)
             ready[i].record(side)

@@ -664,7 +664,7 @@ def _run_lut4(x2, qw, prep, y, bias, batch):
     rot_dtype = torch.float32 if interpreting() else x2.dtype
     path = "lut4-decode" if batch <= DECODE_MAX_BATCH else "lut4-prefill"
     key = (path, qw.out_features, qw.k_padded, _batch_bucket(batch), prep.key, x2.dtype,
-           (chunked.prefill_workspace_mb(), chunked.prefill_buffers(), weight_basis(qw)) if batch > DECODE_MAX_BATCH
+           (chunked.prefill_workspace_mb(), weight_basis(qw)) if batch > DECODE_MAX_BATCH
            else (mma_enabled(), _tma_reason_cached(qw, prep, x2.device) is None))
     # (the chunk rows follow the workspace budget; the basis changes what the chunked form costs;
     # whether TMA can read this weight changes the decode candidates)
