@@ -11,12 +11,11 @@ N x K weight never exists.  The budget holds per caller stream and activation dt
 """
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import torch
 
-from .settings import int_setting
+from .settings import int_setting, switch_setting
 
 PREFILL_WORKSPACE_MB = 128
 CHUNK_ROWS = 2048          # measured best on the H100 at K = 8192 (Triton backend)
@@ -38,11 +37,8 @@ def unrotate_enabled() -> bool:
     8192x8192).  Default 0 (rotate x): on the H100 the un-rotating chunk kernels' tensor-core
     work slowed the concurrent cuBLAS chunks more than the rotation costs (B = 2048: 1.29 vs
     1.25x cuBLAS's time at 8192x8192, 1.39 vs 1.25x at 28672x8192; experiments/)."""
-    raw = os.environ.get("TQ_PREFILL_UNROTATE", "0")
-    if raw not in ("0", "1"):
-        raise ValueError(f"TQ_PREFILL_UNROTATE must be 0 or 1 (1: the chunked prefill un-rotates the weight "
-                         f"chunks instead of rotating x), got {raw!r}")
-    return raw == "1"
+    return switch_setting("TQ_PREFILL_UNROTATE", False,
+                          "1: the chunked prefill un-rotates the weight chunks instead of rotating x")
 
 
 def chunk_rows_for(k_padded: int, n: int, dtype_bytes: int = 2) -> int:

@@ -1,4 +1,4 @@
-"""Integer settings read from the environment, with one clear error for a bad value."""
+"""Integer and on/off settings read from the environment, with one clear error for a bad value."""
 from __future__ import annotations
 
 import os
@@ -18,3 +18,14 @@ def int_setting(name: str, default: int, ok: Callable[[int], bool], requirement:
     if value is None or not ok(value):
         raise ValueError(f"{name} must be {requirement}, got {raw!r}")
     return value
+
+
+def switch_setting(name: str, default: bool, meaning: str) -> bool:
+    """os.environ[name] as "0" / "1", or `default` when unset; a ValueError naming the variable
+    and `meaning` (what the switch does) for any other value."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw not in ("0", "1"):
+        raise ValueError(f"{name} must be 0 or 1 ({meaning}), got {raw!r}")
+    return raw == "1"

@@ -33,7 +33,7 @@ import torch
 from .. import chunked
 from ..format import QuantizedWeight
 from ..rotation import hadamard_torch
-from ..settings import int_setting
+from ..settings import int_setting, switch_setting
 from . import wordlevels
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
@@ -353,19 +353,13 @@ WORDS_SPLIT = 4
 
 def words_enabled() -> bool:
     """TQ_CUTILE_WORDS=0 turns the word decode off (experiments, comparisons)."""
-    v = os.environ.get("TQ_CUTILE_WORDS", "1")
-    if v not in ("0", "1"):
-        raise ValueError(f"TQ_CUTILE_WORDS must be 0 or 1 (whether B <= 16 takes the word decode), got {v!r}")
-    return v == "1"
+    return switch_setting("TQ_CUTILE_WORDS", True, "whether B <= 16 takes the word decode")
 
 
 def pdl_enabled() -> bool:
     """Whether the word decode's matmul is a programmatic dependent launch of its rotation
     (TQ_CUTILE_PDL=0 turns it off: experiments, or a driver that refuses the attribute)."""
-    v = os.environ.get("TQ_CUTILE_PDL", "1")
-    if v not in ("0", "1"):
-        raise ValueError(f"TQ_CUTILE_PDL must be 0 or 1 (programmatic dependent launch of the word decode), got {v!r}")
-    return v == "1"
+    return switch_setting("TQ_CUTILE_PDL", True, "programmatic dependent launch of the word decode")
 
 
 def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype) -> str | None:

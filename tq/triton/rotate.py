@@ -42,7 +42,7 @@ import triton
 import triton.language as tl
 
 from ..rotation import is_power_of_two, random_signs
-from ..settings import int_setting
+from ..settings import int_setting, switch_setting
 from . import launch
 
 MAX_DENSE = 128  # largest H_n built in registers: n*n/num_threads stays small
@@ -248,19 +248,15 @@ def rotate(x2: torch.Tensor, block: int, seed: int, k_padded: int, out_dtype: to
 
 def blocks_enabled() -> bool:
     """TQ_TRITON_ROTATE_BLOCKS=0 keeps the line-flat tiles at every batch (comparisons)."""
-    raw = os.environ.get("TQ_TRITON_ROTATE_BLOCKS", "1")
-    if raw not in ("0", "1"):
-        raise ValueError(f"TQ_TRITON_ROTATE_BLOCKS must be 0 or 1 (0: line-flat rotation tiles at every batch), "
-                         f"got {raw!r}")
-    return raw == "1"
+    return switch_setting("TQ_TRITON_ROTATE_BLOCKS", True, "0: line-flat rotation tiles at every batch")
 
 
 def _rotate_blocks(x2, out, signs, block: int, k: int, k_padded: int, p: dict, interpreting: bool) -> None:
     b = x2.shape[0]
     n_blocks = k_padded // block
     n_tiles = triton.cdiv(b, BLOCK_TILE_ROWS) * n_blocks
-    programs = (n_tiles if INTERPRETER_PROGRAMS == 0 else min(n_tiles, INTERPRETER_PROGRAMS)) if interpreting else \
-        min(n_tiles, BLOCK_PROGRAMS_PER_SM * launch.sm_count(x2.device))
+    max_programs = INTERPRETER_PROGRAMS if interpreting else BLOCK_PROGRAMS_PER_SM * launch.sm_count(x2.device)
+    programs = min(n_tiles, max_programs) if max_programs > 0 else n_tiles
     c = p["consts"]
     consts = dict(N=block, TM=BLOCK_TILE_ROWS, PREC=c["PREC"], DOT_DTYPE=c["DOT_DTYPE"], PADDED=k < k_padded)
     key = ("blocks", launch.spec(b), launch.spec(k_padded), launch.spec(n_tiles), x2.dtype, out.dtype, x2.device,
