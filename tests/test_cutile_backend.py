@@ -142,6 +142,24 @@ def test_level_mode_choice(monkeypatch):
     assert d.level_mode(poly, torch.bfloat16)[:2] == (3, fitc)
 
 
+def test_dequant_level_mode_choice(monkeypatch):
+    # the chunked prefill's dequant: fit16 for bf16 chunks by default; fp16 chunks, or a codebook
+    # without an fp16 form, the fp16-table choice (fp32 fit); TQ_CUTILE_LEVELS overrides both
+    from tq.cutile import dispatch as d
+    monkeypatch.delenv("TQ_CUTILE_LEVELS", raising=False)
+    pairs = {torch.bfloat16: torch.zeros(256, dtype=torch.int32), torch.float16: torch.ones(256, dtype=torch.int32)}
+    one, fitc, c16 = torch.zeros(1), torch.ones(5), torch.full((5,), 2.0)
+    pd16 = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc), (5, c16))
+    pd = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc))
+    assert d.dequant_level_mode(pd16, torch.bfloat16)[:2] == (d.FP16_TERMS + 5, c16)
+    assert d.dequant_level_mode(pd16, torch.float16)[:2] == (5, fitc)
+    assert d.dequant_level_mode(pd, torch.bfloat16)[:2] == (5, fitc)
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
+    assert d.dequant_level_mode(pd16, torch.bfloat16)[0] == 5
+    monkeypatch.setenv("TQ_CUTILE_LEVELS", "pairs")   # fp16 pair tables for either output dtype
+    assert d.dequant_level_mode(pd16, torch.bfloat16)[0] == -2
+
+
 @pytest.mark.parametrize("codebook, bits", [("gaussian", 4), ("gaussian", 3), ("gaussian", 2),
                                             ("gaussian-poly", 4), ("beta-poly", 4)])
 def test_fp16_levels_emulation(codebook, bits):

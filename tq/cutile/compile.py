@@ -170,6 +170,7 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_dequant_variant(4, None, False, "bfloat16", 128, pairs=True))
         out.append(_dequant_variant(3, 2, False, "float16", 64, exact=False))
         out.append(_dequant_variant(4, 4, False, "bfloat16", 128, pairs=True, unrotate=True))
+        out.append(_dequant_variant(4, 4, "fp16", "bfloat16", 128))   # the bf16 chunks' default levels
         out.append(_fused_variant(4, None, "fp16", "bfloat16", "gemv", 128, False, split=2))
         out.append(_fused_variant(4, 2, "fp16", "float16", "decode", 128, True, split=2))
         out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2))

@@ -205,6 +205,19 @@ def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple
     return 0, pd.coef, pd.table
 
 
+def dequant_level_mode(pd: PassData, out_dtype: torch.dtype) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """level_mode of the chunked prefill's dequant (fp16 tables for either output dtype).
+
+    Unset TQ_CUTILE_LEVELS with bf16 chunks: the packed-fp16 polynomial (fit16), as for the
+    batch 2-16 decode.  The dequant is bound by its instructions, not by memory: on the H100 one
+    chunk took 24.9 -> 19.5 us (2048 x 8192) and 41.6 -> 32.8 us (1024 x 28672) against the fp32
+    fit (Triton's prmt lookup: 16.6 / 30.3), and the output error stayed 2.9e-3 (eleventh session,
+    probes/probe_dequant.log).  fp16 chunks keep the fp32 fit: 2^-9 is not below fp16's rounding."""
+    if out_dtype == torch.bfloat16 and level_preference() is None and pd.fit16 is not None:
+        return level_mode(pd, torch.bfloat16, mma_decode=True)
+    return level_mode(pd, torch.float16)
+
+
 def k_tile(qw: QuantizedWeight) -> int:
     """Columns per K tile: a power of two <= 128 dividing G, so a tile never spans two groups."""
     return min(128, qw.group_size & -qw.group_size)
@@ -582,7 +595,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     if chunk:
         # The dequant takes fp16 pair tables for either output dtype: 11-bit levels, then one
         # rounding of level * norm to the output dtype.
-        (ta, *la), (tb, *lb) = level_mode(pa, torch.float16), level_mode(pb or pa, torch.float16)
+        (ta, *la), (tb, *lb) = dequant_level_mode(pa, dt), dequant_level_mode(pb or pa, dt)
         dtn = dequant_tn()
         consts = _pass_consts(pa, pb, ta, tb) + (dtn, wd.tk, n % dtn != 0)
         form, rgrid, rconsts = rotate_launch(r, kp, bsz, dt, sms, 1, 0)
@@ -766,6 +779,31 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     return y
 
 
+def chunk_filler(qw: QuantizedWeight, wd: WeightData, plan: Plan):
+    """The chunked prefill's fill(buf, row0, rows) for this weight and plan: writes rows
+    [row0, row0 + rows) of W_rot (or, in the weight basis, of W_hat) into buf on the current
+    stream (tq/chunked.py calls it; probes time it alone)."""
+    pa = wd.passes[0]
+    pb = wd.passes[1] if len(wd.passes) > 1 else pa
+    tn = plan.tiling.tn
+    sms = _sm_count(qw.device)
+
+    def fill(buf, r0, rows):
+        wkey = ("dequant", str(buf.dtype), str(pa.norms.dtype)) + plan.fused_consts
+        args = (buf, pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
+                pb.plane0, pb.plane1, pb.norms, *plan.levels[1], r0 // tn, wd.tiles_per_group,
+                *plan.fused_consts)
+        row_tiles = -(-rows // tn)
+        if plan.rotate_form == "weight":
+            # programs along K: about UNROTATE_PROGRAMS_PER_SM per SM in all, each looping over K tiles
+            grid = (row_tiles, max(1, min(wd.k_tiles, UNROTATE_PROGRAMS_PER_SM * sms // row_tiles)), 1)
+            _launch(plan.fused_kernel, grid, (buf, wd.signs, plan.rotate_h) + args[1:], ("unrotate",) + wkey[1:])
+        else:
+            _launch(plan.fused_kernel, (row_tiles, wd.k_tiles, 1), args, wkey)
+
+    return fill
+
+
 def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Plan, bias) -> torch.Tensor:
     """Prefill through tq/chunked.py: dequant_kernel fills row chunks of W_rot on a side stream
     while cuBLAS multiplies the previous chunk; the rotation (natural column order) overlaps
@@ -774,30 +812,13 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
     y = torch.empty((bsz, n), dtype=dt, device=dev)
     unrotating = plan.rotate_form == "weight"
     xr = None if unrotating else torch.empty((1, bsz, kp), dtype=dt, device=dev)
-    pa = wd.passes[0]
-    pb = wd.passes[1] if len(wd.passes) > 1 else pa
-    tn = plan.tiling.tn
-    wkey = ("dequant", str(dt), str(pa.norms.dtype)) + plan.fused_consts
 
     def rotate():
         kern, grid, args = _rotation(plan, x2, wd, xr, xr)
         _launch(kern, grid, args, ("rotate-" + plan.rotate_form, str(dt), str(dt)) + plan.rotate_consts)
         return xr[0]
 
-    sms = _sm_count(dev)
-
-    def dequant(buf, r0, rows):
-        args = (buf, pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
-                pb.plane0, pb.plane1, pb.norms, *plan.levels[1], r0 // tn, wd.tiles_per_group,
-                *plan.fused_consts)
-        row_tiles = -(-rows // tn)
-        if unrotating:
-            # programs along K: about UNROTATE_PROGRAMS_PER_SM per SM in all, each looping over K tiles
-            grid = (row_tiles, max(1, min(wd.k_tiles, UNROTATE_PROGRAMS_PER_SM * sms // row_tiles)), 1)
-            _launch(plan.fused_kernel, grid, (buf, wd.signs, plan.rotate_h) + args[1:], ("unrotate",) + wkey[1:])
-        else:
-            _launch(plan.fused_kernel, (row_tiles, wd.k_tiles, 1), args, wkey)
-
+    dequant = chunk_filler(qw, wd, plan)
     # weight basis: x itself (its K columns; the chunks' padded columns would multiply zeros)
     chunked.run_chunked(dequant, x2 if unrotating else rotate, y, bias, n, kp, plan.chunk_rows)
     return y
