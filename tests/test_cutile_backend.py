@@ -129,14 +129,14 @@ def test_level_mode_choice(monkeypatch):
     c16 = torch.full((5,), 2.0)
     pd16 = d.PassData(4, 0, 0, one, one, one, one, one, pairs, (5, fitc), (5, c16))
     assert d.level_mode(pd16, torch.bfloat16)[:2] == (5, fitc)
-    assert d.level_mode(pd16, torch.bfloat16, mma_decode=True)[:2] == (d.FP16_TERMS + 5, c16)
-    assert d.level_mode(pd16, torch.float16, mma_decode=True)[0] == 5    # 2^-9 is not below fp16's rounding
-    assert d.level_mode(pd16, torch.float32, mma_decode=True)[0] == 0
+    assert d.level_mode(pd16, torch.bfloat16, fit16_default=True)[:2] == (d.FP16_TERMS + 5, c16)
+    assert d.level_mode(pd16, torch.float16, fit16_default=True)[0] == 5    # 2^-9 is not below fp16's rounding
+    assert d.level_mode(pd16, torch.float32, fit16_default=True)[0] == 0
     monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit16")
     assert d.level_mode(pd16, torch.float16)[0] == d.FP16_TERMS + 5
     assert d.level_mode(pd, torch.float16)[0] == 5   # no fp16 form: the fp32 fit
     monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
-    assert d.level_mode(pd16, torch.bfloat16, mma_decode=True)[0] == 5
+    assert d.level_mode(pd16, torch.bfloat16, fit16_default=True)[0] == 5
     monkeypatch.delenv("TQ_CUTILE_LEVELS")
     poly = d.PassData(4, 0, 3, one, one, one, fitc, one)
     assert d.level_mode(poly, torch.bfloat16)[:2] == (3, fitc)

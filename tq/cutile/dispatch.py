@@ -175,7 +175,7 @@ def level_preference() -> str | None:
 PAIR_MODES = {torch.bfloat16: -1, torch.float16: -2}
 
 
-def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple[int, torch.Tensor, torch.Tensor]:
+def level_mode(pd: PassData, dt: torch.dtype, fit16_default: bool = False) -> tuple[int, torch.Tensor, torch.Tensor]:
     """(T constant, Horner coefficients, level table) of a pass for operand dtype dt (levels.py).
 
     fp32 operands: polynomial codebooks their own Horner chain, lookup codebooks the exact
@@ -186,14 +186,15 @@ def level_mode(pd: PassData, dt: torch.dtype, mma_decode: bool = False) -> tuple
       fit     the polynomial in fp32 (fitted: levels within 2^-11 of the table);
       pairs   the 4-bit byte-pair table (levels rounded to dt);
       gather  one gather per weight.
-    Unset: fit16 for the batch 2-16 tensor-core decode with bf16 x (mma_decode; on the H100
-    17-27% faster than fit at B = 4-16; its 2^-9 bound is below bf16's own rounding of the
-    levels, not fp16's, so fp16 x keeps fit), fit elsewhere: at B = 1 the fp32 chain folds the norm into its
+    Unset: fit16 on the paths that measured it faster (fit16_default) with bf16 x: the batch 2-16
+    tensor-core decode (on the H100 17-27% faster than fit at B = 4-16) and the chunked
+    prefill's dequant into bf16 chunks (dequant_level_mode); its 2^-9 bound is below bf16's own
+    rounding of the levels, not fp16's, so fp16 x keeps fit; fit elsewhere: at B = 1 the fp32 chain folds the norm into its
     coefficients, and fit16 measured 17-20% slower there (8-9% slower still with the norms
     folded into fp16 coefficients, an experiment not kept: probes/probe_gemv16.log)."""
     pref = level_preference()
     if dt in PAIR_MODES and pd.fit16 is not None and (
-            pref == "fit16" or (pref is None and mma_decode and dt == torch.bfloat16)):
+            pref == "fit16" or (pref is None and fit16_default and dt == torch.bfloat16)):
         return FP16_TERMS + pd.fit16[0], pd.fit16[1], pd.table
     if pd.terms > 0:
         return pd.terms, pd.coef, pd.table
@@ -214,7 +215,7 @@ def dequant_level_mode(pd: PassData, out_dtype: torch.dtype) -> tuple[int, torch
     fit (Triton's prmt lookup: 16.6 / 30.3), and the output error stayed 2.9e-3 (eleventh session,
     probes/probe_dequant.log).  fp16 chunks keep the fp32 fit: 2^-9 is not below fp16's rounding."""
     if out_dtype == torch.bfloat16 and level_preference() is None and pd.fit16 is not None:
-        return level_mode(pd, torch.bfloat16, mma_decode=True)
+        return level_mode(pd, torch.bfloat16, fit16_default=True)
     return level_mode(pd, torch.float16)
 
 
@@ -593,8 +594,8 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else None
     if chunk:
-        # The dequant takes fp16 pair tables for either output dtype: 11-bit levels, then one
-        # rounding of level * norm to the output dtype.
+        # fp16 levels (fit16 or fp16 pair tables, for either output dtype; dequant_level_mode),
+        # then one rounding of level * norm to the output dtype.
         (ta, *la), (tb, *lb) = dequant_level_mode(pa, dt), dequant_level_mode(pb or pa, dt)
         dtn = dequant_tn()
         consts = _pass_consts(pa, pb, ta, tb) + (dtn, wd.tk, n % dtn != 0)
@@ -615,7 +616,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
     vs = tuple(sorted({p.slices for p in wd.passes}))
     form, rgrid, rot_consts = rotate_launch(r, kp, bsz, dt, sms, vs[0], vs[1] if len(vs) > 1 else 0)
     (ta, *la), (tb, *lb) = level_mode(pa, dt), level_mode(pb or pa, dt)
-    mma_modes = level_mode(pa, dt, mma_decode=True), level_mode(pb or pa, dt, mma_decode=True)
+    mma_modes = level_mode(pa, dt, fit16_default=True), level_mode(pb or pa, dt, fit16_default=True)
     t = choose_tiling(bsz, n, wd.k_tiles, sms, dt, gather_bound=ta <= 0 or (pb is not None and tb <= 0),
                       fp16_levels=bsz > 1 and mma_modes[0][0] > FP16_TERMS)
     if t.path == "decode" and bsz > 1:   # (fit16 or fit: both register levels, same tiling rule)
@@ -779,17 +780,17 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     return y
 
 
-def chunk_filler(qw: QuantizedWeight, wd: WeightData, plan: Plan):
+def chunk_filler(qw: QuantizedWeight, wd: WeightData, plan: Plan, dt: torch.dtype):
     """The chunked prefill's fill(buf, row0, rows) for this weight and plan: writes rows
-    [row0, row0 + rows) of W_rot (or, in the weight basis, of W_hat) into buf on the current
-    stream (tq/chunked.py calls it; probes time it alone)."""
+    [row0, row0 + rows) of W_rot (or, in the weight basis, of W_hat) into buf (dtype dt) on the
+    current stream (tq/chunked.py calls it; probes time it alone)."""
     pa = wd.passes[0]
     pb = wd.passes[1] if len(wd.passes) > 1 else pa
     tn = plan.tiling.tn
     sms = _sm_count(qw.device)
+    wkey = ("dequant", str(dt), str(pa.norms.dtype)) + plan.fused_consts
 
     def fill(buf, r0, rows):
-        wkey = ("dequant", str(buf.dtype), str(pa.norms.dtype)) + plan.fused_consts
         args = (buf, pa.plane0, pa.plane1, pa.norms, *plan.levels[0],
                 pb.plane0, pb.plane1, pb.norms, *plan.levels[1], r0 // tn, wd.tiles_per_group,
                 *plan.fused_consts)
@@ -818,7 +819,7 @@ def _run_chunked(x2: torch.Tensor, qw: QuantizedWeight, wd: WeightData, plan: Pl
         _launch(kern, grid, args, ("rotate-" + plan.rotate_form, str(dt), str(dt)) + plan.rotate_consts)
         return xr[0]
 
-    dequant = chunk_filler(qw, wd, plan)
+    dequant = chunk_filler(qw, wd, plan, dt)
     # weight basis: x itself (its K columns; the chunks' padded columns would multiply zeros)
     chunked.run_chunked(dequant, x2 if unrotating else rotate, y, bias, n, kp, plan.chunk_rows)
     return y

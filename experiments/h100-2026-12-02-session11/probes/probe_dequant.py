@@ -58,7 +58,8 @@ for n, k in shapes:
         for q in qs:
             wd = cd.weight_data(q)
             plan = cd._plan(q, wd, 2048, torch.bfloat16, False, dev, stream)
-            fills.append(cd.chunk_filler(q, wd, plan))
+            # (the dtype argument came after the recorded run, in the review; the fill is the same)
+            fills.append(cd.chunk_filler(q, wd, plan, torch.bfloat16))
         name = plan.fused_kernel.__name__ if hasattr(plan.fused_kernel, "__name__") else str(plan.fused_kernel)
         fn = lambda i: fills[i](buf, 0, rows)
         buf.zero_(); fn(0); torch.cuda.synchronize(); e = err()
