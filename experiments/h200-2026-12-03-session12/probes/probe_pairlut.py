@@ -1,7 +1,7 @@
 # Pair-table lookup (lutmma.lut_setup / _ptx_smem) against the register (prmt) lookup at
-# decode: whole call (rotation + kernel) in CUDA-graph replay, two weights in rotation, two
-# interleaved rounds; error against the float64 reference.  Table copies 32 / 16 / 8.
-import os, sys
+# decode: whole call (rotation + kernel) in CUDA-graph replay, two weights in rotation, one
+# round over the modes; error against the float64 reference.  Table copies 32 / 16 / 8.
+import os
 import torch
 import tq
 from tq.triton import dispatch as td

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 set -u
+export PYTHONPATH=$PWD  # (the first call lacked it and stopped at "import tq"; rerun with it)
 mkdir -p $OUT/logs
 D=experiments/h200-2026-12-03-session12/probes
 timeout 300 python3 $D/probe_pairlut.py > $OUT/logs/probe_pairlut.log 2>&1
