@@ -258,3 +258,21 @@ def test_prefetch_depth_out_of_range_is_rejected(triton_backend, gen):
                               mma=True, depth=4)
     with pytest.raises(Exception, match="DEPTH"):
         dispatch._launch_mma(cfg, qw, prep, x_rot, y, None, 1)
+
+
+def test_decode_candidates_come_from_mma_tilings(monkeypatch):
+    """_mma_candidates expands exactly mma_tilings' rows (what the probes replace to force one),
+    each with split_candidates' factors."""
+    from tq.triton import dispatch
+
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    cpu = torch.device("cpu")
+    for batch, tma in [(1, False), (16, True), (12, False)]:
+        bb = 8 if batch <= 8 else 16
+        got = {(c.bn, c.num_warps, c.depth, c.maxnreg, c.tma_stages) for c in
+               dispatch._mma_candidates(28672, 8192, batch, cpu, tma)}
+        assert got == set(dispatch.mma_tilings(bb, tma))
+    monkeypatch.setattr(dispatch, "mma_tilings", lambda bb, tma: [(64, 4, 3, 96, 0)])
+    cands = dispatch._mma_candidates(8192, 8192, 1, cpu)
+    assert {(c.bn, c.depth, c.maxnreg) for c in cands} == {(64, 3, 96)}
+    assert sorted(c.split for c in cands) == dispatch.split_candidates(128, 64, dispatch.launch.sm_count(cpu))

@@ -398,13 +398,9 @@ def mma_reason(tk: int, device) -> str | None:
     return None
 
 
-def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False) -> list[Lut4Config]:
-    """tma: whether the weight's planes can be read by TMA (tma_reason) on device."""
-    bb = 8 if batch <= 8 else 16
-    if interpreting():
-        return [Lut4Config(bn=16, bm=bb, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False, mma=True)]
-    sms = launch.sm_count(torch.device(device))
-    n_tiles = k_padded // MMA_TILE
+def mma_tilings(batch_tile: int, tma: bool) -> list[tuple]:
+    """(rows, warps, ring depth, register cap, TMA stages) the decode tuner tries for batch tile 8 or 16
+    (each with the split-K factors of split_candidates); probes replace it to force one tiling."""
     # Measured on the H100 (experiments/h100-2026-11-25-session5/probes/probe_mma*.log), kernel
     # alone, 4-bit g128 on the three benchmark shapes:
     #   B <= 8: 128 rows x 8 warps, 2 tiles prefetched, a 128-register cap (2 CTAs per SM)
@@ -416,12 +412,25 @@ def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False
     #           (27.0 / 77.9 / 67.4 us; probes/probe_tma.log of the sixth session); 5 stages
     #           were slower.  At B = 1 the ring stayed ahead (22.6 / 58.7 / 57.4 against
     #           23.6 / 66.6 / 63.2), so B <= 8 keeps it.
-    if bb == 8:
-        tilings = [(128, 8, 2, 128, 0), (64, 4, 2, 128, 0)]
-    else:
-        tilings = [(256, 4, 1, 0, 0), (128, 8, 1, 0, 0), (64, 4, 1, 0, 0)]
-        if tma:
-            tilings = [(128, 4, 1, 0, 3), (256, 4, 1, 0, 3)] + tilings
+    #   Thirteenth session (H200, experiments/h200-2026-12-03-session13/): more resident warps did
+    #           not help at B <= 8: 64 x 4 warps at 80-96 registers (20-24 warps per SM, no spills
+    #           with the asm's lookups interleaved with its mmas) ran 3-9% slower than 128 x 8 at 128.
+    if batch_tile == 8:
+        return [(128, 8, 2, 128, 0), (64, 4, 2, 128, 0)]
+    tilings = [(256, 4, 1, 0, 0), (128, 8, 1, 0, 0), (64, 4, 1, 0, 0)]
+    if tma:
+        tilings = [(128, 4, 1, 0, 3), (256, 4, 1, 0, 3)] + tilings
+    return tilings
+
+
+def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False) -> list[Lut4Config]:
+    """tma: whether the weight's planes can be read by TMA (tma_reason) on device."""
+    bb = 8 if batch <= 8 else 16
+    if interpreting():
+        return [Lut4Config(bn=16, bm=bb, split=1, group_m=1, num_warps=1, num_stages=1, scale_w=False, mma=True)]
+    sms = launch.sm_count(torch.device(device))
+    n_tiles = k_padded // MMA_TILE
+    tilings = mma_tilings(bb, tma)
     out = []
     for bn, warps, depth, maxnreg, stages in tilings:
         programs = triton.cdiv(n, bn)
