@@ -414,7 +414,7 @@ def mma_tilings(batch_tile: int, tma: bool) -> list[tuple]:
     #           23.6 / 66.6 / 63.2), so B <= 8 keeps it.
     #   Thirteenth session (H200, experiments/h200-2026-12-03-session13/): more resident warps did
     #           not help at B <= 8: 64 x 4 warps at 80-96 registers (20-24 warps per SM, no spills
-    #           with the asm's lookups interleaved with its mmas) ran 3-9% slower than 128 x 8 at 128.
+    #           with the asm's lookups interleaved with its mmas) ran 4-9% slower than 128 x 8 at 128.
     if batch_tile == 8:
         return [(128, 8, 2, 128, 0), (64, 4, 2, 128, 0)]
     tilings = [(256, 4, 1, 0, 0), (128, 8, 1, 0, 0), (64, 4, 1, 0, 0)]
