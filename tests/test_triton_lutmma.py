@@ -165,10 +165,12 @@ def test_mma_kernel_parity(triton_backend, gen, dtype, group, residual, codebook
     # tma: the TMA kernel's stages, 0 = the ring; on a GPU before Hopper those take the ring)
     for batch, bn, warps, split, depth, tma in [(1, 16, 1, 1, 1, 0), (3, 32, 2, 3, 2, 0), (8, 64, 4, 2, 3, 0),
                                                 (9, 16, 1, 4, 2, 0), (16, 32, 1, 1, 1, 0), (1, 128, 8, 3, 2, 0),
-                                                (11, 32, 1, 3, 1, 3), (16, 64, 2, 1, 1, 2), (5, 16, 1, 2, 1, 3)]:
-        cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=split, group_m=1, num_warps=warps,
-                                  num_stages=1, scale_w=False, unroll=2, mma=True, depth=depth,
-                                  maxnreg=128 if warps == 8 else 0, tma_stages=tma)
+                                                (11, 32, 1, 3, 1, 3), (16, 64, 2, 1, 1, 2), (5, 16, 1, 2, 1, 3),
+                                                # uneven pieces (per_split = 3 of the 4 or 6 K tiles)
+                                                (3, 32, 2, -3, 2, 0), (12, 32, 1, -3, 1, 3)]:
+        cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=max(split, 1), group_m=1,
+                                  num_warps=warps, num_stages=1, scale_w=False, unroll=2, mma=True, depth=depth,
+                                  maxnreg=128 if warps == 8 else 0, tma_stages=tma, per_split=max(-split, 0))
         x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
         x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         y = torch.full((batch, n), float("nan"), device=DEVICE, dtype=dtype)
@@ -275,4 +277,19 @@ def test_decode_candidates_come_from_mma_tilings(monkeypatch):
     monkeypatch.setattr(dispatch, "mma_tilings", lambda bb, tma: [(64, 4, 3, 96, 0)])
     cands = dispatch._mma_candidates(8192, 8192, 1, cpu)
     assert {(c.bn, c.depth, c.maxnreg) for c in cands} == {(64, 3, 96)}
-    assert sorted(c.split for c in cands) == dispatch.split_candidates(128, 64, dispatch.launch.sm_count(cpu))
+    sms = dispatch.launch.sm_count(cpu)
+    assert sorted(c.split for c in cands if not c.per_split) == dispatch.split_candidates(128, 64, sms)
+    assert sorted(c.per_split for c in cands if c.per_split) == sorted(dispatch.uneven_splits(128, 64, sms))
+
+
+def test_uneven_splits():
+    """Two uneven K pieces only where the row blocks leave CTA slots idle (fewer than 2 per SM):
+    the 224 blocks of 28672x8192 on 132 SMs get pieces of 51 + 13 and 40 + 24 of the 64 tiles."""
+    from tq.triton import dispatch
+
+    assert dispatch.uneven_splits(224, 64, 132) == [51, 40]
+    assert dispatch.uneven_splits(264, 64, 132) == []      # every slot already busy
+    assert dispatch.uneven_splits(64, 4, 132) == []        # too few K tiles to cut unevenly
+    for programs, n_tiles in [(8, 8), (100, 9), (131, 224)]:
+        for per in dispatch.uneven_splits(programs, n_tiles, 132):
+            assert n_tiles / 2 < per < n_tiles  # exactly two pieces, the first the longer

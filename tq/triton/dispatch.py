@@ -213,6 +213,23 @@ def split_candidates(programs: int, n_tiles: int, sms: int) -> list[int]:
     return sorted({1} | {max(1, min(n_tiles, target // programs)) for target in (2 * sms, 4 * sms)})
 
 
+def uneven_splits(programs: int, n_tiles: int, sms: int) -> list[int]:
+    """K tiles of the first of two uneven split-K pieces (Lut4Config.per_split) a decode tuner
+    tries where `programs` row blocks leave CTA slots idle (fewer than 2 per SM); [] otherwise.
+
+    Why: at 28672x8192 the 224 blocks of 128 rows (2 CTAs per SM) put two blocks on 92 of the
+    132 SMs and one on the rest, and the busiest SMs set the time.  Long first pieces start on
+    every slot and the short second pieces (grid order: every block's first piece, then the
+    second ones) fill the slots left over, with today's loop unchanged.  Measured on the H200
+    (experiments/h200-2026-12-03-session14/, B = 1): pieces of 50-52 of 64 tiles 59.6-59.9 us
+    against 62.7 whole; at B = 16 (TMA, 256 rows) 40 of 64 76.7 against 79.7 in two halves.
+    An even stream-K schedule cost more instructions than it saved (thirteenth session).
+    """
+    if programs >= 2 * sms or n_tiles < 8:
+        return []
+    return sorted({round(n_tiles * r) for r in (0.8, 0.625)} - {n_tiles}, reverse=True)
+
+
 def decode_candidates(n: int, k_padded: int, batch: int, driver_width: int, device) -> list[DecodeConfig]:
     sms = launch.sm_count(device)
     if interpreting():
@@ -376,6 +393,7 @@ class Lut4Config:
     depth: int = 1        # lutmma.py: weight tiles prefetched ahead (1-3)
     maxnreg: int = 0      # > 0: register cap per thread (more resident warps)
     tma_stages: int = 0   # > 0: lutmma.py's TMA kernel, weight tiles pipelined through this many stages
+    per_split: int = 0    # > 0: K tiles per split-K piece (overrides split; the last piece is short)
 
 
 MMA_TILE = 128  # lutmma.py's K tile: 4 lanes x 32 columns
@@ -438,6 +456,10 @@ def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False
             out.append(Lut4Config(bn=bn, bm=bb, split=split, group_m=1, num_warps=warps, num_stages=1,
                                   scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg,
                                   tma_stages=stages))
+        for per in uneven_splits(programs, n_tiles, sms):
+            out.append(Lut4Config(bn=bn, bm=bb, split=2, group_m=1, num_warps=warps, num_stages=1,
+                                  scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg,
+                                  tma_stages=stages, per_split=per))
     return out
 
 
@@ -508,17 +530,18 @@ def _lock_buffer(device, size: int) -> torch.Tensor:
     return buf
 
 
-def _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, split, blocks) -> tuple:
+def _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, split, blocks, per_split: int = 0) -> tuple:
     """The runtime arguments lutmm.py's and lutmma.py's kernels share (same order), the part of
     the launcher key they determine, the effective split and the weight's arguments.
 
     Split-K over n_tiles K tiles of width tk; ws and the `blocks` counters only when split > 1.
+    per_split > 0 sets the tiles per piece instead of `split` (uneven pieces: see uneven_split).
     What Triton specializes on (launch.py): the weight's arguments and the per-call values;
     x_rot, y, ws and the counters are fresh allocations (aligned; x_rot's row stride is K_pad).
     """
     n, k_pad = qw.out_features, qw.k_padded
     n_tiles = k_pad // tk
-    per_split = triton.cdiv(n_tiles, split)
+    per_split = min(per_split, n_tiles) if per_split > 0 else triton.cdiv(n_tiles, split)
     split = triton.cdiv(n_tiles, per_split)
     ws = torch.empty((split, batch, n), dtype=torch.float32, device=y.device) if split > 1 else y
     locks = _lock_buffer(y.device, blocks) if split > 1 else y
@@ -629,7 +652,8 @@ def _launch_mma(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch):
         # (a tuned choice applied to a weight whose planes TMA cannot read: the ring instead)
         cfg = dataclasses.replace(cfg, tma_stages=0, depth=1)
     blocks = triton.cdiv(qw.out_features, cfg.bn)
-    args, key, split, weight_args = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, MMA_TILE, cfg.split, blocks)
+    args, key, split, weight_args = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, MMA_TILE, cfg.split, blocks,
+                                                      cfg.per_split)
     key = (key, cfg)
     use_asm = not interpreting()
     asm_a, asm_r = _mma_asm(qw, prep, y.dtype, cfg.bm)
