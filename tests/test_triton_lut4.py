@@ -203,14 +203,20 @@ def test_lut4_split_k_single_launch(triton_backend, gen):
     qw = tq.quantize(torch.randn(45, 640, generator=gen).to(DEVICE), bits=4, group_size=64, residual_bits=4)
     prep = dispatch.prepare_weight(qw)
     bias = torch.randn(45, generator=gen).to(DEVICE, torch.float16)
-    for batch, split, bn, bm in [(1, 2, 32, 16), (1, 3, 16, 1), (5, 3, 16, 16), (16, 10, 32, 16)]:
-        cfg = dispatch.Lut4Config(bn=bn, bm=bm, split=split, group_m=1, num_warps=4, num_stages=1, scale_w=False)
+    # (split < 0: per_split = -split K tiles a piece, the last piece short: 7 + 3 and 4 + 4 + 2 of 10)
+    for batch, split, bn, bm in [(1, 2, 32, 16), (1, 3, 16, 1), (5, 3, 16, 16), (16, 10, 32, 16), (5, -7, 16, 16),
+                                 (1, -4, 32, 16)]:
+        cfg = dispatch.Lut4Config(bn=bn, bm=bm, split=max(split, 1), group_m=1, num_warps=4, num_stages=1,
+                                  scale_w=False, per_split=max(-split, 0))
         x = torch.randn(batch, 640, generator=gen).to(DEVICE, torch.float16)
         x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded,
                                        torch.float32 if not ON_GPU else torch.float16)
         y = torch.full((batch, 45), float("nan"), device=DEVICE, dtype=torch.float16)
         dispatch._launch_lut4(cfg, qw, prep, x_rot, y, bias, batch)
         assert _rel(y, x, qw, bias) < TOL[torch.float16], (batch, split)
+        tk = dispatch.lut4_tile_width(qw.group_size)
+        pieces = dispatch._lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, cfg.split, 1, cfg.per_split)[2]
+        assert pieces == (split if split > 0 else -(-(qw.k_padded // tk) // -split)), (split, pieces)
         assert int(dispatch._lock_buffer(y.device, 1).abs().sum()) == 0
 
 

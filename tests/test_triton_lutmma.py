@@ -166,16 +166,21 @@ def test_mma_kernel_parity(triton_backend, gen, dtype, group, residual, codebook
     for batch, bn, warps, split, depth, tma in [(1, 16, 1, 1, 1, 0), (3, 32, 2, 3, 2, 0), (8, 64, 4, 2, 3, 0),
                                                 (9, 16, 1, 4, 2, 0), (16, 32, 1, 1, 1, 0), (1, 128, 8, 3, 2, 0),
                                                 (11, 32, 1, 3, 1, 3), (16, 64, 2, 1, 1, 2), (5, 16, 1, 2, 1, 3),
-                                                # uneven pieces (per_split = 3 of the 4 or 6 K tiles)
-                                                (3, 32, 2, -3, 2, 0), (12, 32, 1, -3, 1, 3)]:
+                                                # uneven pieces (split -1: n_tiles - 1 K tiles, then 1)
+                                                (3, 32, 2, -1, 2, 0), (12, 32, 1, -1, 1, 3)]:
+        n_tiles = qw.k_padded // dispatch.MMA_TILE  # 4 or 6
         cfg = dispatch.Lut4Config(bn=bn, bm=8 if batch <= 8 else 16, split=max(split, 1), group_m=1,
                                   num_warps=warps, num_stages=1, scale_w=False, unroll=2, mma=True, depth=depth,
-                                  maxnreg=128 if warps == 8 else 0, tma_stages=tma, per_split=max(-split, 0))
+                                  maxnreg=128 if warps == 8 else 0, tma_stages=tma,
+                                  per_split=n_tiles - 1 if split < 0 else 0)
         x = torch.randn(batch, k, generator=gen).to(DEVICE, dtype)
         x_rot = dispatch.rotate.rotate(x, qw.rotation_block, qw.seed, qw.k_padded, rot_dtype)
         y = torch.full((batch, n), float("nan"), device=DEVICE, dtype=dtype)
         dispatch._launch_mma(cfg, qw, prep, x_rot, y, bias if batch % 2 else None, batch)
         assert _rel(y, x, qw, bias if batch % 2 else None) < TOL[dtype], (batch, cfg)
+        if cfg.per_split:  # (two pieces were launched, not one)
+            assert dispatch._lut4_kernel_args(qw, prep, x_rot, y, None, batch, dispatch.MMA_TILE, cfg.split, 1,
+                                              cfg.per_split)[2] == 2
         assert int(dispatch._lock_buffer(y.device, 1).abs().sum()) == 0
 
 
@@ -279,7 +284,14 @@ def test_decode_candidates_come_from_mma_tilings(monkeypatch):
     assert {(c.bn, c.depth, c.maxnreg) for c in cands} == {(64, 3, 96)}
     sms = dispatch.launch.sm_count(cpu)
     assert sorted(c.split for c in cands if not c.per_split) == dispatch.split_candidates(128, 64, sms)
-    assert sorted(c.per_split for c in cands if c.per_split) == sorted(dispatch.uneven_splits(128, 64, sms))
+    # On 132 SMs the 224 blocks of 128 rows at 28672x8192 also get the two uneven pieces; the
+    # 448 blocks of 64 rows (more than 2 per SM) do not.
+    monkeypatch.setattr(dispatch, "mma_tilings", lambda bb, tma: [(128, 8, 2, 128, 0), (64, 4, 2, 128, 0)])
+    monkeypatch.setattr(dispatch.launch, "sm_count", lambda device: 132)
+    cands = dispatch._mma_candidates(28672, 8192, 1, cpu)
+    uneven = {(c.bn, c.split, c.per_split) for c in cands if c.per_split}
+    assert uneven == {(128, 2, 51), (128, 2, 40)}
+    assert {c.split for c in cands if c.bn == 128 and not c.per_split} == set(dispatch.split_candidates(224, 64, 132))
 
 
 def test_uneven_splits():

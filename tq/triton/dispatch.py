@@ -393,7 +393,7 @@ class Lut4Config:
     depth: int = 1        # lutmma.py: weight tiles prefetched ahead (1-3)
     maxnreg: int = 0      # > 0: register cap per thread (more resident warps)
     tma_stages: int = 0   # > 0: lutmma.py's TMA kernel, weight tiles pipelined through this many stages
-    per_split: int = 0    # > 0: K tiles per split-K piece (overrides split; the last piece is short)
+    per_split: int = 0    # > 0: K tiles (of the kernel's width) per split-K piece, overriding split
 
 
 MMA_TILE = 128  # lutmma.py's K tile: 4 lanes x 32 columns
@@ -535,7 +535,7 @@ def _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, split, blocks, per_sp
     the launcher key they determine, the effective split and the weight's arguments.
 
     Split-K over n_tiles K tiles of width tk; ws and the `blocks` counters only when split > 1.
-    per_split > 0 sets the tiles per piece instead of `split` (uneven pieces: see uneven_split).
+    per_split > 0 sets the tiles per piece instead of `split` (uneven pieces: see uneven_splits).
     What Triton specializes on (launch.py): the weight's arguments and the per-call values;
     x_rot, y, ws and the counters are fresh allocations (aligned; x_rot's row stride is K_pad).
     """
@@ -574,7 +574,7 @@ def _launch_lut4(cfg: Lut4Config, qw, prep, x_rot, y, bias, batch, x=None):
         return
     tk = lut4_tile_width(qw.group_size)
     blocks = triton.cdiv(batch, cfg.bm) * triton.cdiv(qw.out_features, cfg.bn)
-    args, key, split, _ = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, cfg.split, blocks)
+    args, key, split, _ = _lut4_kernel_args(qw, prep, x_rot, y, bias, batch, tk, cfg.split, blocks, cfg.per_split)
     consts = dict(BN=cfg.bn, BM=cfg.bm, TK=tk, GROUP_M=cfg.group_m, RESIDUAL=len(qw.passes) > 1,
                   PARTIAL=split > 1, HAS_BIAS=bias is not None, SCALE_W=cfg.scale_w,
                   OUT=tl.float32 if interpreting() else _TL_DTYPES[y.dtype], USE_ASM=not interpreting(),
