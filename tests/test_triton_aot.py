@@ -72,19 +72,13 @@ def test_mma_kernel_compiles_with_assumed_layout(compiled_triton_kernels, arch, 
     import triton.language as tl
     import tq.triton.lutmma as lutmma
 
+    from tq.triton import aot
+
     kernel = lutmma.lut4_mma_kernel
-    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
-             "inv_sqrt_g": "fp32"}
-    for p in ("a", "r"):
-        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
-        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
     consts = dict(BN=bn, BB=bb, WARPS=warps, RESIDUAL=True, PARTIAL=True, HAS_BIAS=True, USE_ASM=True,
                   UNROLL=2, DEPTH=2, ASM_A=lutmma.ptx_for("bf16", bb, True), ASM_R=lutmma.ptx_for("f16", bb, False))
     # pointers 16-byte aligned and the strides multiples of 16, as at a real launch
-    names = kernel.arg_names
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
-             if n not in consts and (types.get(n, "i32").startswith("*") or n in ("ld_pl", "ld_x", "ld_y", "N"))}
-    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    sig, attrs = aot.signature(kernel, consts, aot.kernel_types())
     compiled = triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": warps, "num_stages": 1})
     mmas = compiled.asm["ptx"].count("mma.sync.aligned.m16n8k16")
@@ -106,18 +100,12 @@ def test_mma_tma_kernel_compiles_pipelined(compiled_triton_kernels, arch, bb, wa
 
     if dispatch.TensorDescriptor is None:
         pytest.skip("this Triton has no host tensor descriptors (triton.tools.tensor_descriptor)")
+    from tq.triton import aot
+
     kernel = lutmma.lut4_mma_tma_kernel
-    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
-             "inv_sqrt_g": "fp32"}
-    for p in ("a", "r"):
-        types.update({f"{p}_desc": f"tensordesc<i32[{bn}, 16]>", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
-        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
     consts = dict(BN=bn, BB=bb, WARPS=warps, RESIDUAL=True, PARTIAL=True, HAS_BIAS=True, USE_ASM=True, STAGES=3,
                   ASM_A=lutmma.ptx_for("bf16", bb, True), ASM_R=lutmma.ptx_for("f16", bb, False))
-    names = kernel.arg_names
-    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
-             if n not in consts and (types.get(n, "i32").startswith("*") or n in ("ld_x", "ld_y", "N"))}
-    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    sig, attrs = aot.signature(kernel, consts, aot.kernel_types(tma_rows=bn))
     compiled = triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32),
                               options={"num_warps": warps, "num_stages": 1})
     ttgir = compiled.asm["ttgir"]

@@ -1,0 +1,114 @@
+"""Ahead-of-time compile of the Triton decode kernels (lutmma.py) to cubin, with no GPU.
+
+Triton compiles to PTX and the ptxas it ships assembles the cubin, so a decode variant's
+registers, spills and SASS can be read on any machine (tq.triton.sass, the AOT tests, the
+session probes).  A variant is compiled the way a launch specializes it (dispatch.py): pointers
+16-byte aligned, the row strides and N multiples of 16, and, where given, the batch and the K
+tiles per norm group as the integer values a launch passes (1 is specialized as a constant).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import re
+import subprocess
+import tempfile
+
+import triton
+
+from . import lutmma
+
+# integer arguments a launch passes as multiples of 16 (the planes', x's and y's row strides, N)
+ALIGNED_INTS = ("ld_pl", "ld_x", "ld_y", "N")
+
+
+def kernel_types(tma_rows: int = 0) -> dict:
+    """Types of the runtime arguments the lut4 / lutmma kernels share (the others are int32):
+    bf16 x, y and bias, fp16 norms; tma_rows > 0: the planes as TMA descriptors of
+    [tma_rows, 16] int32 boxes (lutmma's TMA kernel) instead of byte pointers."""
+    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
+             "inv_sqrt_g": "fp32"}
+    for p in ("a", "r"):
+        types.update({f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
+        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+        if tma_rows:
+            types[f"{p}_desc"] = f"tensordesc<i32[{tma_rows}, 16]>"
+        else:
+            types[f"{p}_pl"] = "*u8"
+    return types
+
+
+def signature(kernel, consts: dict, types: dict) -> tuple[dict, dict]:
+    """(signature, attributes) for ASTSource: consts' names are constants, pointers and
+    ALIGNED_INTS 16-divisible, as at a real launch."""
+    names = kernel.arg_names
+    attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
+             if n not in consts and (types.get(n, "i32").startswith("*") or n in ALIGNED_INTS)}
+    sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
+    return sig, attrs
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeVariant:
+    """One lutmma.py kernel as the decode tuner would launch it (see dispatch.mma_tilings)."""
+
+    rows: int                 # BN
+    warps: int
+    batch_tile: int           # 8 or 16
+    depth: int = 2            # register ring depth (ring kernel)
+    maxnreg: int = 0          # register cap, 0 = none
+    tma_stages: int = 0       # > 0: the TMA kernel with this many stages
+    batch: int = 0            # > 0: the batch the launch specializes on (1 is a constant)
+    tiles_per_group: int = 1  # K tiles of 128 per norm group (g128: 1, a constant); 0 = run time
+    residual: bool = False
+    partial: bool = False     # split-K (the epilogue's partial sums)
+    symmetric: bool = True    # the symmetric codebook lookup (Lloyd-Max)
+    dtype: str = "bf16"       # operand dtype of the asm: "bf16" or "f16"
+
+    @property
+    def name(self) -> str:
+        kind = f"tma {self.tma_stages} stages" if self.tma_stages else f"ring depth {self.depth}"
+        cap = f", cap {self.maxnreg}" if self.maxnreg else ""
+        batch = f", B = {self.batch}" if self.batch else ""
+        return f"{self.rows} rows x {self.warps} warps, batch tile {self.batch_tile}, {kind}{cap}{batch}"
+
+
+def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
+    """The compiled kernel of v for sm_<arch> (asm: another asm for both passes, e.g. a probe's)."""
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    kernel = lutmma.lut4_mma_tma_kernel if v.tma_stages else lutmma.lut4_mma_kernel
+    code = asm if asm is not None else lutmma.ptx_for(v.dtype, v.batch_tile, v.symmetric)
+    consts = dict(BN=v.rows, BB=v.batch_tile, WARPS=v.warps, RESIDUAL=v.residual, PARTIAL=v.partial,
+                  HAS_BIAS=False, USE_ASM=True, ASM_A=code, ASM_R=code)
+    consts.update(STAGES=v.tma_stages) if v.tma_stages else consts.update(UNROLL=2, DEPTH=v.depth)
+    if v.batch:
+        consts["B"] = v.batch
+    if v.tiles_per_group:
+        consts["tiles_per_group"] = v.tiles_per_group
+    sig, attrs = signature(kernel, consts, kernel_types(v.rows if v.tma_stages else 0))
+    options = {"num_warps": v.warps, "num_stages": 1}
+    if v.maxnreg:
+        options["maxnreg"] = v.maxnreg
+    return triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32), options=options)
+
+
+def cuobjdump() -> str | None:
+    """Path of the cuobjdump Triton's package ships (for register counts), or None."""
+    found = glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump"))
+    return found[0] if found and os.access(found[0], os.X_OK) else None
+
+
+def registers(cubin: bytes) -> int | None:
+    """Registers per thread of the cubin's kernel (cuobjdump -res-usage), or None without cuobjdump."""
+    tool = cuobjdump()
+    if tool is None:
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
+    m = re.search(r"REG:(\d+)", out)
+    return int(m.group(1)) if m else None
