@@ -1,6 +1,6 @@
 #!/bin/bash
-# GPU run, with probes/epilogue.patch applied: lutmma's GPU parity tests (the patched kernels),
-# then probe_epilogue.py.
+# GPU run: lutmma's GPU parity tests, then probe_epilogue.py.  The logged run had
+# probes/epilogue.patch applied to the library (so the tests ran the patched kernels).
 export PYTHONPATH=$PWD TRITON_DEFAULT_FP_FUSION=1
 timeout 100 python3 -m pytest -q -p no:cacheprovider tests/test_triton_lutmma.py > $OUT/pytest_lutmma_gpu2.log 2>&1
 tail -2 $OUT/pytest_lutmma_gpu2.log

@@ -1,14 +1,16 @@
 # Two trims of the decode kernels' K loop (tq/triton/lutmma.py), old and new kernels in one
-# process: "before" (lutmma_before.py, the kernels as they were), "deadcols" (lutmma_deadcols.py:
-# at B <= 8 the FFMAs of the accumulator's batch 8-15 columns skipped, 8 of 16 per 2 K tiles) and
-# "both" (tq/triton/lutmma.py with epilogue.patch applied, as in the logged run: also 1/sqrt(G)
-# applied once after the loop instead of once per row and tile).  The library's tuner in each (two
-# interleaved rounds, each re-tuned); whole call, CUDA-graph replay, weights in rotation, outputs
-# checked against the float64 reference; cuBLAS bf16 timed the same way (B = 16: one round).  Run
-# from the repository root with PYTHONPATH=$PWD, after `git apply
-# experiments/h200-2026-12-03-session14/probes/epilogue.patch`.
+# process: "before" (the library's lutmma.py), "both" (that source with epilogue.patch applied: at
+# B <= 8 the FFMAs of the accumulator's batch 8-15 columns skipped, 8 of 16 per 2 K tiles, and
+# 1/sqrt(G) applied once after the loop instead of once per row and tile) and "deadcols" (the
+# first trim alone), the variants built as modules of their own at run time.  (The logged run
+# imported the same three sources from copies, with the patch applied to the library.)  The
+# library's tuner in each (two interleaved rounds, each re-tuned); whole call, CUDA-graph replay,
+# weights in rotation, outputs checked against the float64 reference; cuBLAS bf16 timed the same
+# way (B = 16: one round).  Run from the repository root with PYTHONPATH=$PWD.
+import importlib.util
 import os
 import sys
+import tempfile
 
 import torch
 
@@ -18,12 +20,45 @@ from tq.reference import matmul_float64
 from tq.triton import dispatch as td
 from tq.triton import launch, lutmma
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import lutmma_before  # noqa: E402
-import lutmma_deadcols  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
 
+
+def patched(source: str, patch: str) -> str:
+    """source with each hunk of a unified diff applied (its context and removed lines, found
+    exactly once, replaced by its context and added lines)."""
+    for hunk in patch.split("\n@@")[1:]:
+        body = hunk.split("\n")[1:]
+        old = "\n".join(ln[1:] for ln in body if ln[:1] in (" ", "-"))
+        new = "\n".join(ln[1:] for ln in body if ln[:1] in (" ", "+"))
+        assert source.count(old) == 1, hunk[:80]
+        source = source.replace(old, new)
+    return source
+
+
+def module(name: str, source: str):
+    """A module of its own from lutmma.py-like source (absolute imports; Triton reads the file)."""
+    path = os.path.join(tempfile.mkdtemp(), f"{name}.py")
+    with open(path, "w") as f:
+        f.write(source.replace("from .lut4 import", "from tq.triton.lut4 import")
+                .replace("from .tiles import", "from tq.triton.tiles import"))
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+with open(lutmma.__file__) as f:
+    BEFORE = f.read()
+with open(os.path.join(HERE, "epilogue.patch")) as f:
+    BOTH = patched(BEFORE, f.read())
+# the dead-column part alone: the patch with 1/sqrt(G) back in the per-tile scales
+DEADCOLS = (BOTH.replace("n_groups, 1.0, ld_pl", "n_groups, inv_sqrt_g, ld_pl")
+            .replace("n_groups, 1.0)", "n_groups, inv_sqrt_g)").replace("store_split_k(acc * inv_sqrt_g,", "store_split_k(acc,")
+            .replace("lutmm.py; 1/sqrt(G), common to every group and pass, once\n    # here instead of once per row and tile)",
+                     "lutmm.py)"))
 FORMS = {m: (mod, launch.Launcher(mod.lut4_mma_kernel), launch.Launcher(mod.lut4_mma_tma_kernel))
-         for m, mod in [("before", lutmma_before), ("deadcols", lutmma_deadcols), ("both", lutmma)]}
+         for m, mod in [("before", lutmma), ("deadcols", module("lutmma_deadcols", DEADCOLS)),
+                        ("both", module("lutmma_both", BOTH))]}
 saved = td.lutmma, td._mma_launcher, td._mma_tma_launcher
 dev = "cuda"
 g = torch.Generator().manual_seed(144)
