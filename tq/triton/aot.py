@@ -2,16 +2,18 @@
 
 Triton compiles to PTX and the ptxas it ships assembles the cubin, so a decode variant's
 registers, spills and SASS can be read on any machine (tq.triton.sass, the AOT tests, the
-session probes).  A variant is compiled the way a launch specializes it (dispatch.py): pointers
-16-byte aligned, the row strides and N multiples of 16, and, where given, the batch and the K
-tiles per norm group as the integer values a launch passes (1 is specialized as a constant).
+session probes).  A variant is compiled the way a launch specializes it (dispatch.py, Triton's
+rule for integer arguments): pointers 16-byte aligned, the row strides and N multiples of 16,
+and, where given, the batch and the K tiles per norm group as a launch passes them: a value of
+1 becomes a constant, a multiple of 16 a run-time integer known to divide by 16, any other a
+plain run-time integer.
 """
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 
@@ -39,12 +41,12 @@ def kernel_types(tma_rows: int = 0) -> dict:
     return types
 
 
-def signature(kernel, consts: dict, types: dict) -> tuple[dict, dict]:
-    """(signature, attributes) for ASTSource: consts' names are constants, pointers and
-    ALIGNED_INTS 16-divisible, as at a real launch."""
+def signature(kernel, consts: dict, types: dict, aligned: tuple = ALIGNED_INTS) -> tuple[dict, dict]:
+    """(signature, attributes) for ASTSource: consts' names are constants, pointers and the
+    integers named in `aligned` 16-divisible, as at a real launch."""
     names = kernel.arg_names
     attrs = {(i,): [["tt.divisibility", 16]] for i, n in enumerate(names)
-             if n not in consts and (types.get(n, "i32").startswith("*") or n in ALIGNED_INTS)}
+             if n not in consts and (types.get(n, "i32").startswith("*") or n in aligned)}
     sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
     return sig, attrs
 
@@ -59,8 +61,8 @@ class DecodeVariant:
     depth: int = 2            # register ring depth (ring kernel)
     maxnreg: int = 0          # register cap, 0 = none
     tma_stages: int = 0       # > 0: the TMA kernel with this many stages
-    batch: int = 0            # > 0: the batch the launch specializes on (1 is a constant)
-    tiles_per_group: int = 1  # K tiles of 128 per norm group (g128: 1, a constant); 0 = run time
+    batch: int = 0            # > 0: the batch a launch passes (see the module docstring); 0: unknown
+    tiles_per_group: int = 1  # K tiles of 128 per norm group (g128: 1); 0: unknown
     residual: bool = False
     partial: bool = False     # split-K (the epilogue's partial sums)
     symmetric: bool = True    # the symmetric codebook lookup (Lloyd-Max)
@@ -74,6 +76,11 @@ class DecodeVariant:
         return f"{self.rows} rows x {self.warps} warps, batch tile {self.batch_tile}, {kind}{cap}{batch}"
 
 
+def specialized(v: DecodeVariant) -> dict:
+    """The integer arguments a launch of v turns into constants: those equal to 1."""
+    return {n: 1 for n, value in (("B", v.batch), ("tiles_per_group", v.tiles_per_group)) if value == 1}
+
+
 def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
     """The compiled kernel of v for sm_<arch> (asm: another asm for both passes, e.g. a probe's)."""
     from triton.backends.compiler import GPUTarget
@@ -84,11 +91,10 @@ def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
     consts = dict(BN=v.rows, BB=v.batch_tile, WARPS=v.warps, RESIDUAL=v.residual, PARTIAL=v.partial,
                   HAS_BIAS=False, USE_ASM=True, ASM_A=code, ASM_R=code)
     consts.update(STAGES=v.tma_stages) if v.tma_stages else consts.update(UNROLL=2, DEPTH=v.depth)
-    if v.batch:
-        consts["B"] = v.batch
-    if v.tiles_per_group:
-        consts["tiles_per_group"] = v.tiles_per_group
-    sig, attrs = signature(kernel, consts, kernel_types(v.rows if v.tma_stages else 0))
+    consts.update(specialized(v))
+    aligned = ALIGNED_INTS + tuple(n for n, value in (("B", v.batch), ("tiles_per_group", v.tiles_per_group))
+                                   if value > 1 and value % 16 == 0)
+    sig, attrs = signature(kernel, consts, kernel_types(v.rows if v.tma_stages else 0), aligned)
     options = {"num_warps": v.warps, "num_stages": 1}
     if v.maxnreg:
         options["maxnreg"] = v.maxnreg
@@ -96,9 +102,12 @@ def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
 
 
 def cuobjdump() -> str | None:
-    """Path of the cuobjdump Triton's package ships (for register counts), or None."""
-    found = glob.glob(os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump"))
-    return found[0] if found and os.access(found[0], os.X_OK) else None
+    """Path of cuobjdump (for register counts): PATH first, then the copy Triton's package ships."""
+    found = shutil.which("cuobjdump")
+    if found:
+        return found
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    return path if os.access(path, os.X_OK) else None
 
 
 def registers(cubin: bytes) -> int | None:

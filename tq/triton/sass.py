@@ -3,7 +3,7 @@
     python -m tq.triton.sass [--batch 1] [--arch 90] [--match TEXT] [--top 12]
 
 Every tiling the decode tuner tries at that batch (dispatch.mma_tilings, the TMA forms from
-sm_90) is compiled as a launch specializes it (aot.py: 4-bit g128, Lloyd-Max's symmetric
+sm_90) is compiled as a launch at that batch specializes it (aot.py: 4-bit g128, Lloyd-Max's symmetric
 lookup, bf16, one pass) and read by tq/sass.py; the K loop reported is the longest loop with
 mmas: the ring kernel's main loop covers 2 K tiles (unrolled by 2; its one-tile remainder loop is
 not shown), the TMA kernel's one.  The kernel is bound by instruction issue per SM
@@ -48,6 +48,12 @@ def main(argv=None) -> int:
         return 2
     if args.arch < 80:
         print(f"--arch {args.arch}: the mma decode needs compute capability 8.0 or later", file=sys.stderr)
+        return 2
+    try:
+        import triton  # noqa: F401
+    except ImportError as e:
+        print(f"triton is not installed ({e}): pip install triton, or the project's setup (scripts/setup.sh)",
+              file=sys.stderr)
         return 2
     try:
         from triton.compiler import ASTSource  # noqa: F401

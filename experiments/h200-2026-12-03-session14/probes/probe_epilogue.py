@@ -9,7 +9,6 @@
 # way (B = 16: one round).  Run from the repository root with PYTHONPATH=$PWD.
 import importlib.util
 import os
-import sys
 import tempfile
 
 import torch
@@ -24,8 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def patched(source: str, patch: str) -> str:
-    """source with each hunk of a unified diff applied (its context and removed lines, found
-    exactly once, replaced by its context and added lines)."""
+    """source with each hunk of a one-file unified diff applied (its context and removed lines,
+    found exactly once, replaced by its context and added lines)."""
     for hunk in patch.split("\n@@")[1:]:
         body = hunk.split("\n")[1:]
         old = "\n".join(ln[1:] for ln in body if ln[:1] in (" ", "-"))
