@@ -22,13 +22,11 @@ def test_lut4_kernel_compiles_for_gpu(compiled_triton_kernels, arch, scale_w):
         pytest.skip(f"this triton has no AOT compile API: {e}")
     import triton.language as tl
 
+    from tq.triton import aot
+
     lutmm = compiled_triton_kernels
     names = lutmm.lut4_matmul_kernel.arg_names
-    types = {"x_ptr": "*bf16", "y_ptr": "*bf16", "ws_ptr": "*fp32", "lock_ptr": "*i32", "bias_ptr": "*bf16",
-             "inv_sqrt_g": "fp32"}
-    for p in ("a", "r"):
-        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
-        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    types = aot.kernel_types()
     consts = dict(BN=64, BM=16 if not scale_w else 64, TK=128, GROUP_M=1, RESIDUAL=True, PARTIAL=True,
                   HAS_BIAS=True, SCALE_W=scale_w, OUT=tl.bfloat16, USE_ASM=True, UNROLL=2)
     sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in names}
@@ -50,11 +48,10 @@ def test_lut4_dequant_kernel_compiles_for_gpu(compiled_triton_kernels, arch):
     from triton.compiler import ASTSource
     import triton.language as tl
 
+    from tq.triton import aot
+
     kernel = compiled_triton_kernels.lut4_dequant_kernel
-    types = {"out_ptr": "*bf16", "inv_sqrt_g": "fp32"}
-    for p in ("a", "r"):
-        types.update({f"{p}_pl": "*u8", f"{p}_norm": "*fp16", f"{p}_lv": "*fp32"})
-        types.update({f"{p}_{t}": "i64" for t in ("lp", "ln", "hp", "hn")})
+    types = dict(aot.kernel_types(), out_ptr="*bf16")  # (the same pass arguments as the matmul)
     consts = dict(BR=32, TK=128, RESIDUAL=True, OUT=tl.float16, USE_ASM=True)
     sig = {n: "constexpr" if n in consts else types.get(n, "i32") for n in kernel.arg_names}
     compiled = triton.compile(ASTSource(kernel, sig, consts), target=GPUTarget("cuda", arch, 32),

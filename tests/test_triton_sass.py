@@ -40,7 +40,7 @@ def test_decode_k_loop(compiled_triton_kernels, rows, warps, bb, stages, pairs):
     assert sass.spills(text) == 0
     if not stages:
         assert mix["LDG"] == tiles * 8  # (without the alignment hints: 40, most of them narrow)
-        regs = aot.registers(cubin)
+        regs = sass.registers(cubin)
         assert regs is None or regs <= 128  # the cap
         # the remainder loop (one tile) is the shortest mma loop of the ring kernel
         assert sass.hot_loop(text).mix()["HMMA"] == pairs * 8

@@ -34,33 +34,52 @@ class Loop:
         return opcode_mix(self.instructions)
 
 
-def nvdisasm() -> str | None:
-    """Path of nvdisasm: PATH first, then the copy inside Triton's package."""
-    found = shutil.which("nvdisasm")
+def tool(name: str) -> str | None:
+    """Path of a CUDA binary tool (nvdisasm, cuobjdump): PATH first, then the copy inside
+    Triton's package."""
+    found = shutil.which(name)
     if found:
         return found
     try:
         import triton
     except ImportError:
         return None
-    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "nvdisasm")
+    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", name)
     return path if os.access(path, os.X_OK) else None
+
+
+def nvdisasm() -> str | None:
+    return tool("nvdisasm")
+
+
+def _run(path: str, args: list, cubin: bytes) -> subprocess.CompletedProcess:
+    """path args... <cubin file>, output captured."""
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(cubin)
+        f.flush()
+        return subprocess.run([path, *args, f.name], capture_output=True, text=True)
 
 
 NO_NVDISASM = "nvdisasm not found: put it on PATH (CUDA toolkit) or install triton, which ships it"
 
 
 def disassemble(cubin: bytes) -> str:
-    tool = nvdisasm()
-    if tool is None:
+    path = nvdisasm()
+    if path is None:
         raise RuntimeError(NO_NVDISASM)
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([tool, "-c", f.name], capture_output=True, text=True)
+    out = _run(path, ["-c"], cubin)
     if out.returncode != 0:
         raise RuntimeError(f"nvdisasm failed: {out.stderr.strip()[:500]}")
     return out.stdout
+
+
+def registers(cubin: bytes) -> int | None:
+    """Registers per thread of the cubin's kernel (cuobjdump -res-usage), or None without cuobjdump."""
+    path = tool("cuobjdump")
+    if path is None:
+        return None
+    m = re.search(r"REG:(\d+)", _run(path, ["-res-usage"], cubin).stdout)
+    return int(m.group(1)) if m else None
 
 
 def instructions(sass: str) -> tuple[list[tuple[int, str]], dict[str, int]]:

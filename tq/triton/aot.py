@@ -11,11 +11,6 @@ plain run-time integer.
 from __future__ import annotations
 
 import dataclasses
-import os
-import re
-import shutil
-import subprocess
-import tempfile
 
 import triton
 
@@ -76,9 +71,13 @@ class DecodeVariant:
         return f"{self.rows} rows x {self.warps} warps, batch tile {self.batch_tile}, {kind}{cap}{batch}"
 
 
+def _launch_ints(v: DecodeVariant) -> tuple:
+    return ("B", v.batch), ("tiles_per_group", v.tiles_per_group)
+
+
 def specialized(v: DecodeVariant) -> dict:
     """The integer arguments a launch of v turns into constants: those equal to 1."""
-    return {n: 1 for n, value in (("B", v.batch), ("tiles_per_group", v.tiles_per_group)) if value == 1}
+    return {n: 1 for n, value in _launch_ints(v) if value == 1}
 
 
 def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
@@ -92,32 +91,9 @@ def compile_decode(v: DecodeVariant, arch: int = 90, asm: str | None = None):
                   HAS_BIAS=False, USE_ASM=True, ASM_A=code, ASM_R=code)
     consts.update(STAGES=v.tma_stages) if v.tma_stages else consts.update(UNROLL=2, DEPTH=v.depth)
     consts.update(specialized(v))
-    aligned = ALIGNED_INTS + tuple(n for n, value in (("B", v.batch), ("tiles_per_group", v.tiles_per_group))
-                                   if value > 1 and value % 16 == 0)
+    aligned = ALIGNED_INTS + tuple(n for n, value in _launch_ints(v) if value > 1 and value % 16 == 0)
     sig, attrs = signature(kernel, consts, kernel_types(v.rows if v.tma_stages else 0), aligned)
     options = {"num_warps": v.warps, "num_stages": 1}
     if v.maxnreg:
         options["maxnreg"] = v.maxnreg
     return triton.compile(ASTSource(kernel, sig, consts, attrs), target=GPUTarget("cuda", arch, 32), options=options)
-
-
-def cuobjdump() -> str | None:
-    """Path of cuobjdump (for register counts): PATH first, then the copy Triton's package ships."""
-    found = shutil.which("cuobjdump")
-    if found:
-        return found
-    path = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
-    return path if os.access(path, os.X_OK) else None
-
-
-def registers(cubin: bytes) -> int | None:
-    """Registers per thread of the cubin's kernel (cuobjdump -res-usage), or None without cuobjdump."""
-    tool = cuobjdump()
-    if tool is None:
-        return None
-    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
-        f.write(cubin)
-        f.flush()
-        out = subprocess.run([tool, "-res-usage", f.name], capture_output=True, text=True).stdout
-    m = re.search(r"REG:(\d+)", out)
-    return int(m.group(1)) if m else None

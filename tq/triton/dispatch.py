@@ -452,12 +452,10 @@ def _mma_candidates(n: int, k_padded: int, batch: int, device, tma: bool = False
     out = []
     for bn, warps, depth, maxnreg, stages in tilings:
         programs = triton.cdiv(n, bn)
-        for split in split_candidates(programs, n_tiles, sms):
+        pieces = [(split, 0) for split in split_candidates(programs, n_tiles, sms)]
+        pieces += [(2, per) for per in uneven_splits(programs, n_tiles, sms)]
+        for split, per in pieces:
             out.append(Lut4Config(bn=bn, bm=bb, split=split, group_m=1, num_warps=warps, num_stages=1,
-                                  scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg,
-                                  tma_stages=stages))
-        for per in uneven_splits(programs, n_tiles, sms):
-            out.append(Lut4Config(bn=bn, bm=bb, split=2, group_m=1, num_warps=warps, num_stages=1,
                                   scale_w=False, unroll=2, mma=True, depth=depth, maxnreg=maxnreg,
                                   tma_stages=stages, per_split=per))
     return out

@@ -31,7 +31,7 @@ def variants(batch: int, arch: int) -> list:
 def report(v, arch: int = 90, top: int = 12) -> str:
     from . import aot
     cubin = aot.compile_decode(v, arch).asm["cubin"]
-    regs = aot.registers(cubin)
+    regs = sass.registers(cubin)
     line = sass.report(f"{v.name} [sm_{arch}]", sass.disassemble(cubin), top, longest=True)
     return line if regs is None else line.replace(" instructions,", f" instructions, {regs} registers,", 1)
 

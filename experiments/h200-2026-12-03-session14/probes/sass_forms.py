@@ -21,7 +21,7 @@ def build(asm, bb, bn, warps, depth, cap, batch):
     v = aot.DecodeVariant(rows=bn, warps=warps, batch_tile=bb, depth=depth, maxnreg=cap or 255, batch=batch)
     cubin = aot.compile_decode(v, 90, asm=asm).asm["cubin"]
     text = sass.disassemble(cubin)
-    return aot.registers(cubin), sass.spills(text), sass.hot_loop(text, longest=True)
+    return sass.registers(cubin), sass.spills(text), sass.hot_loop(text, longest=True)
 
 
 print(f"triton {triton.__version__}; sm_90; main K loop = 2 tiles")
