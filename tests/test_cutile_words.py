@@ -183,6 +183,18 @@ def test_words_scratch_is_per_k_tile():
     assert plans[0].scratch is not plans[1].scratch
 
 
+def test_words_keep_transposed_norms():
+    # The word decode reads each pass's norms from a transposed copy [K_pad/G, N] (a K tile's norm
+    # tile then has 2*TN-byte rows, which TMA loads); the copy must hold the pass's norms exactly.
+    qw = tq.quantize(torch.randn(200, 1024), bits=4, group_size=128, residual_bits=2)
+    wd = d.weight_data(qw)
+    for p, pd in zip(qw.passes, wd.passes):
+        nt = pd.words[3]
+        assert nt.shape == (qw.k_padded // 128, 200) and nt.is_contiguous() and nt.dtype == p.norms.dtype
+        assert torch.equal(nt, p.norms.t())
+        assert nt.data_ptr() != p.norms.data_ptr()
+
+
 def test_words_k_tile(monkeypatch):
     # 256-column K tiles where K_pad allows and the tile holds one or two whole groups
     def tile(k, **kw):

@@ -59,7 +59,7 @@ class PassData:
     pairs: dict = dataclasses.field(default_factory=dict)  # dtype -> byte-pair table (4-bit lookup)
     fit: tuple | None = None  # (terms, Horner coefficients) of the fitted odd polynomial (lookup)
     fit16: tuple | None = None  # (terms, fp16-Horner coefficients) where fp16 evaluation is accurate
-    words: tuple | None = None  # (terms, fp16-exact coefficients in u, plane as int32 words): word decode
+    words: tuple | None = None  # (terms, fp16-exact coefficients in u, plane as int32 words, norms^T): word decode
 
     @property
     def slices(self) -> int:
@@ -272,8 +272,12 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                 and planes[0].data_ptr() % 16 == 0:
             wf = wordlevels.fit(p.levels.double().cpu().numpy() / math.sqrt(g), p0)
             if wf is not None:
+                # (the norms transposed, [K_pad/G, N]: a K tile's norm tile is then [NG, TN] with
+                # 2*TN-byte rows, which TMA prefetches like the other tiles; [TN, NG] has 2- or
+                # 4-byte rows, too narrow for TMA, and the compute warps fetched it by cp.async and
+                # waited for it in every K tile: 4-5% of the call, fifteenth session)
                 pd.words = (wf[0].size, torch.tensor(wf[0], dtype=torch.float32, device=dev),
-                            planes[0].view(torch.int32))
+                            planes[0].view(torch.int32), p.norms.t().contiguous())
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -770,8 +774,8 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.norms, pa.words[1],
-          sc[("w", pb.p0)], pb.words[2], pb.norms, pb.words[1], *plan.words_tiles, *plan.fused_consts)),
+         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.words[3], pa.words[1],
+          sc[("w", pb.p0)], pb.words[2], pb.words[3], pb.words[1], *plan.words_tiles, *plan.fused_consts)),
     ]
     if plan.reduce_grid:
         launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))

@@ -29,7 +29,12 @@
 # rotate(x) to out[i, b, :] in that order (for each plane width the passes use), so the mma
 # partner of slice i is the contiguous tile out[i, 0:TB, kt].  Scales: xinv [K_pad/TK, TB]
 # fp32 holds 2^-s.  Norms: a K tile holds part of one group (TK divides G; NG = 1) or two
-# whole groups (TK = 2G at G = 128; NG = 2): one norm per row and group the tile touches.
+# whole groups (TK = 2G at G = 128; NG = 2): one norm per row and group the tile touches, read
+# from the transposed copy [K_pad/G, N] (dispatch keeps it with the words) as an [NG, TN] tile:
+# rows of 2*TN bytes go through TMA and are prefetched with the word tile, where the [TN, NG]
+# tile of the [N, K_pad/G] norms (2- or 4-byte rows) was a cp.async that the compute warps
+# waited for in every K tile (Nsight, fifteenth session: 6-7% of their stall samples; the
+# call 4-5% faster without it).
 #
 # Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles; fp32
 # partials to a [SPLIT, TB, N] workspace summed by reduce.py (SPLIT > 1) or bias + cast in
@@ -114,8 +119,9 @@ def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T
     # one pass's K tile times its norms: fp32 [TN, TB]
     p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
     if NG == 1:
-        return p0 * ct.load(norms, (nt, kt // tiles_per_group), (TN, 1), check_bounds=CN).astype(ct.float32)
-    nn = ct.load(norms, (nt, kt), (TN, 2), check_bounds=CN).astype(ct.float32)
+        nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
+        return p0 * ct.transpose(nrm.astype(ct.float32))
+    nn = ct.transpose(ct.load(norms, (kt, nt), (2, TN), check_bounds=CN).astype(ct.float32))
     return p0 * ct.extract(nn, (0, 0), (TN, 1)) + p1 * ct.extract(nn, (0, 1), (TN, 1))
 
 
@@ -125,7 +131,7 @@ def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tile
                         TN: ConstInt, TK: ConstInt, TB: ConstInt, NG: ConstInt, SPLIT: ConstInt,
                         HAS_BIAS: ConstBool, CN: ConstBool):
     # out: [B, N] in x's dtype (SPLIT == 1) or the fp32 workspace [SPLIT, TB, N]; x*: fp16
-    # [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms [N, K_pad/G]; c*: fp16-exact
+    # [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms transposed [K_pad/G, N]; c*: fp16-exact
     # coefficients (fp32 array); PB == 0: no residual pass.
     nt = ct.bid(0)
     sk = ct.bid(1)

@@ -1,0 +1,181 @@
+# Variants of the cuTile word decode (tq/cutile/words.py), built at run time from the library's
+# source by exact text replacements (applied left to right, "a+b"), each as a module of its own
+# (cuTile reads the file).
+#   today     the library's kernel (since this session: norms from the transposed copy words[3])
+#   rownorms  the kernel before this session: each K tile's norms read as the [TN, NG] tile of the
+#             [N, K_pad/G] norms (4-byte rows at NG = 2, too narrow for TMA: the compute warps load
+#             it by cp.async and wait for it at once; Nsight: 6-7% of the K loop's stall samples);
+#             row_norms() hands the kernel that layout
+#   lat       the word-tile load with the DRAM latency hint 10 (cuTile's `latency=`, never tried)
+#   halves    at NG = 2 (256-column tiles, two norm groups) the levels made one group half of the
+#             word tile at a time: a quarter of the word registers live instead of the whole
+#             tile's shifted copies (64 registers), so ptxas can keep more Horner chains in flight
+#   occN      @ct.kernel(occupancy=N) instead of 2
+#   nprefetch the norms of K tile kt + 1 loaded during tile kt (carried through the loop)
+# and a TN (rows per program) other than 128, through a patched dispatch._words_plan.
+# The logged runs were made before the library took the transposed norms; their names map to
+# today's as: today -> rownorms, lat -> lat+rownorms, halves -> halves+rownorms, occN ->
+# occN+rownorms, nprefetch -> nprefetch+rownorms, normsT -> today, nprefetch+normsT -> nprefetch.
+import importlib.util
+import inspect
+import os
+import tempfile
+
+from tq.cutile import dispatch, words
+
+LAT = ("    w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN)\n",
+       "    w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN, latency=10)\n")
+
+HALVES = ("""    shl = (w << 1) | _exponents(P)
+    shr = (w >> 7) | _exponents(P)
+    p0 = ct.zeros((TN, TB), ct.float32)
+    p1 = ct.zeros((TN, TB), ct.float32)
+    for i in ct.static_iter(range(16 // P)):
+""", """    p0 = ct.zeros((TN, TB), ct.float32)
+    p1 = ct.zeros((TN, TB), ct.float32)
+    if NG == 2:
+        for h in ct.static_iter(range(2)):
+            wh = ct.extract(w, (0, h), (TN, W // 2))
+            hl = (wh << 1) | _exponents(P)
+            hr = (wh >> 7) | _exponents(P)
+            p = ct.zeros((TN, TB), ct.float32)
+            for i in ct.static_iter(range(16 // P)):
+                lev = _field_levels(hl, hr, coef, i, P, T, TN, W // 2)
+                xh = ct.load(xw, (i, 0, 2 * kt + h), (1, TB, W), check_bounds=False).reshape((TB, W))
+                p = ct.mma(lev, ct.transpose(xh), p)
+            if h == 0:
+                p0 = p
+            else:
+                p1 = p
+        return p0, p1
+    shl = (w << 1) | _exponents(P)
+    shr = (w >> 7) | _exponents(P)
+    for i in ct.static_iter(range(16 // P)):
+""")
+
+
+NPREFETCH = [("""def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
+                 TK: ConstInt, TB: ConstInt, NG: ConstInt, CN: ConstBool):
+    # one pass's K tile times its norms: fp32 [TN, TB]
+    p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
+    if NG == 1:
+        nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
+        return p0 * ct.transpose(nrm.astype(ct.float32))
+    nn = ct.transpose(ct.load(norms, (kt, nt), (2, TN), check_bounds=CN).astype(ct.float32))
+    return p0 * ct.extract(nn, (0, 0), (TN, 1)) + p1 * ct.extract(nn, (0, 1), (TN, 1))
+""", """def _norms(norms, nt, kt, tiles_per_group, TN: ConstInt, NG: ConstInt, CN: ConstBool):
+    # the norms of K tile kt: fp32 [TN, NG]
+    if NG == 1:
+        nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
+        return ct.transpose(nrm.astype(ct.float32))
+    return ct.transpose(ct.load(norms, (kt, nt), (2, TN), check_bounds=CN).astype(ct.float32))
+
+
+def _scaled_part(xw, words, coef, nn, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
+                 TK: ConstInt, TB: ConstInt, NG: ConstInt, CN: ConstBool):
+    # one pass's K tile times its norms nn (fp32 [TN, NG]): fp32 [TN, TB]
+    p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
+    if NG == 1:
+        return p0 * nn
+    return p0 * ct.extract(nn, (0, 0), (TN, 1)) + p1 * ct.extract(nn, (0, 1), (TN, 1))
+"""), ("""    acc = ct.zeros((TN, TB), ct.float32)
+    for kt in range(k_begin, k_end):
+        s = _scaled_part(xa, wa, ca, na, nt, kt, tiles_per_group, PA, TA, TN, TK, TB, NG, CN)
+        if PB > 0:
+            s = s + _scaled_part(xb, wb, cb_, nb, nt, kt, tiles_per_group, PB, TBT, TN, TK, TB, NG, CN)
+        acc = acc + s * ct.load(xinv, (kt, 0), (1, TB), check_bounds=False)
+""", """    acc = ct.zeros((TN, TB), ct.float32)
+    ka = _norms(na, nt, min(k_begin, k_tiles - 1), tiles_per_group, TN, NG, CN)
+    kb = _norms(nb, nt, min(k_begin, k_tiles - 1), tiles_per_group, TN, NG, CN)
+    for kt in range(k_begin, k_end):
+        kn = min(kt + 1, k_tiles - 1)
+        ka_next = _norms(na, nt, kn, tiles_per_group, TN, NG, CN)
+        kb_next = _norms(nb, nt, kn, tiles_per_group, TN, NG, CN) if PB > 0 else ka_next
+        s = _scaled_part(xa, wa, ca, ka, nt, kt, tiles_per_group, PA, TA, TN, TK, TB, NG, CN)
+        if PB > 0:
+            s = s + _scaled_part(xb, wb, cb_, kb, nt, kt, tiles_per_group, PB, TBT, TN, TK, TB, NG, CN)
+        acc = acc + s * ct.load(xinv, (kt, 0), (1, TB), check_bounds=False)
+        ka = ka_next
+        kb = kb_next
+""")]
+
+
+ROWNORMS = [("""        nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
+        return""", """        nrm = ct.load(norms, (nt, kt // tiles_per_group), (TN, 1), check_bounds=CN)
+        return"""),
+            ("ct.transpose(nrm.astype(ct.float32))", "nrm.astype(ct.float32)"),
+            ("ct.transpose(ct.load(norms, (kt, nt), (2, TN), check_bounds=CN).astype(ct.float32))",
+             "ct.load(norms, (nt, kt), (TN, 2), check_bounds=CN).astype(ct.float32)")]
+
+
+def row_norms(wd, on: bool):
+    """Hand the word kernels each pass's [N, K_pad/G] norms (on) or the transposed copy (off)."""
+    for p in wd.passes:
+        if p.words is not None:
+            p.words = p.words[:3] + ((p.norms if on else p.norms.t().contiguous()),)
+
+
+def source(name: str) -> str:
+    src = inspect.getsource(words)
+    src = src.replace("from .reduce import", "from tq.cutile.reduce import").replace(
+        "from .rotate import", "from tq.cutile.rotate import")
+    for part in name.split("+"):
+        if part == "lat":
+            old, new = LAT
+        elif part == "halves":
+            old, new = HALVES
+        elif part.startswith("occ"):
+            old, new = "@ct.kernel(occupancy=2)", f"@ct.kernel(occupancy={int(part[3:])})"
+        elif part == "today":
+            continue
+        elif part in ("nprefetch", "rownorms"):
+            for old, new in (NPREFETCH if part == "nprefetch" else ROWNORMS):
+                assert src.count(old) == 1, (part, old[:60])
+                src = src.replace(old, new)
+            continue
+        else:
+            raise ValueError(part)
+        assert src.count(old) == 1, (part, old[:60])
+        src = src.replace(old, new)
+    return src
+
+
+_mods = {}
+
+
+def module(name: str):
+    if name == "today":
+        return words
+    if name not in _mods:
+        path = os.path.join(tempfile.mkdtemp(), f"words_{name.replace('+', '_')}.py")
+        with open(path, "w") as f:
+            f.write(source(name))
+        spec = importlib.util.spec_from_file_location(f"words_{name.replace('+', '_')}", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        _mods[name] = mod
+    return _mods[name]
+
+
+_ORIG_PLAN = dispatch._words_plan
+_ORIG_KERNEL = words.words_matmul_kernel
+
+
+def words_plan_tn(tn: int):
+    """dispatch._words_plan with tn rows per program (the reduction keeps its 128-column tiles)."""
+    src = inspect.getsource(_ORIG_PLAN)
+    for old, new in [("              128, tk, tb, ng, split, has_bias, n % 128 != 0)",
+                      f"              {tn}, tk, tb, ng, split, has_bias, n % {tn} != 0)"),
+                     ("Tiling(128, tb, split", f"Tiling({tn}, tb, split"),
+                     ("                (n_tiles, split, 1), consts", f"                (-(-n // {tn}), split, 1), consts")]:
+        assert src.count(old) == 1, old
+        src = src.replace(old, new)
+    ns = {}
+    exec(compile(src, f"<words_plan tn={tn}>", "exec"), dispatch.__dict__, ns)
+    return ns["_words_plan"]
+
+
+def use(name: str, tn: int = 128):
+    """Make the library's dispatcher build word plans with this variant (new plans only)."""
+    words.words_matmul_kernel = module(name).words_matmul_kernel if name != "today" else _ORIG_KERNEL
+    dispatch._words_plan = _ORIG_PLAN if tn == 128 else words_plan_tn(tn)
