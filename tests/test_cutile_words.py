@@ -214,8 +214,8 @@ def test_words_k_tile(monkeypatch):
 
 
 def test_pdl_switch(monkeypatch):
-    # The word decode's matmul is a programmatic dependent launch of its rotation unless
-    # TQ_CUTILE_PDL=0; split-K shares are summed by reduce.py.  Bad values are refused by name.
+    # The word decode's matmul is a programmatic dependent launch of its rotation, and its split-K
+    # reduction (reduce.py) one of the matmul, unless TQ_CUTILE_PDL=0.  Bad values are refused by name.
     pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
     qw = tq.quantize(torch.randn(256, 4096), bits=4, group_size=128)
     wd = d.weight_data(qw)
@@ -226,8 +226,20 @@ def test_pdl_switch(monkeypatch):
     p = plan()
     assert p.tiling.split == 4 and p.reduce_grid == (1, 2, 1) and p.pdl
     assert p.words_tiles == (16, 1) and p.fused_consts[5:8] == (256, 8, 2)    # TK, TB, NG
+    # the matmul and the split-K reduction are each a programmatic dependent of the launch before
+    import cuda.tile as ct
+    flags = []
+    monkeypatch.setattr(ct, "launch", lambda stream, grid, kern, args, programmatic_dependent_launch=False:
+                        flags.append(programmatic_dependent_launch))
+    p.seen = True
+    d._issue(p, [(None, (1, 1, 1), ())] * 3, ("a", "b", "c"), None, (), ())
+    assert flags == [False, True, True]
     monkeypatch.setenv("TQ_CUTILE_PDL", "0")
-    assert not plan().pdl
+    q = plan()
+    assert not q.pdl
+    q.seen, flags[:] = True, []
+    d._issue(q, [(None, (1, 1, 1), ())] * 3, ("a", "b", "c"), None, (), ())
+    assert flags == [False, False, False]
     monkeypatch.setenv("TQ_CUTILE_PDL", "yes")
     with pytest.raises(ValueError, match="TQ_CUTILE_PDL"):
         d.pdl_enabled()

@@ -375,8 +375,9 @@ def words_enabled() -> bool:
 
 
 def pdl_enabled() -> bool:
-    """Whether the word decode's matmul is a programmatic dependent launch of its rotation
-    (TQ_CUTILE_PDL=0 turns it off: experiments, or a driver that refuses the attribute)."""
+    """Whether the word decode's matmul is a programmatic dependent launch of its rotation, and its
+    split-K reduction one of the matmul (TQ_CUTILE_PDL=0 turns both off: experiments, or a driver
+    that refuses the attribute)."""
     return switch_setting("TQ_CUTILE_PDL", True, "programmatic dependent launch of the word decode")
 
 
@@ -540,7 +541,7 @@ class Plan:
     chunk_rows: int = 0    # > 0: chunked prefill (fused_kernel is then dequant_kernel)
     rotate_form: str = "butterfly"  # rotate_form(): which rotation kernel
     rotate_h: torch.Tensor | None = None  # H_R for the mma form
-    pdl: bool = False      # the second launch (the matmul) is a programmatic dependent of the first
+    pdl: bool = False      # every launch after the first (matmul, reduction) a programmatic dependent of the one before
     words_tiles: tuple = ()  # word decode: (K tiles, K tiles per group) of its own K tile
     seen: bool = False
 
@@ -757,11 +758,11 @@ def _issue(plan: Plan, launches, names, stream, head: tuple, tail: tuple):
     import cuda.tile as ct
     if plan.seen:
         for i, (kern, grid, args) in enumerate(launches):
-            ct.launch(stream, grid, kern, args, programmatic_dependent_launch=plan.pdl and i == 1)
+            ct.launch(stream, grid, kern, args, programmatic_dependent_launch=plan.pdl and i >= 1)
         return
     consts = (plan.rotate_consts, plan.fused_consts, plan.reduce_consts)
     for i, ((kern, grid, args), name, c) in enumerate(zip(launches, names, consts)):
-        _launch(kern, grid, args, (name,) + head + (str(args[0].dtype),) + tail + c, pdl=plan.pdl and i == 1)
+        _launch(kern, grid, args, (name,) + head + (str(args[0].dtype),) + tail + c, pdl=plan.pdl and i >= 1)
     plan.seen = True
 
 

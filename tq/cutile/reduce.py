@@ -25,6 +25,9 @@ def split_range(k_tiles, sk, SPLIT: ConstInt):
 def splitk_reduce_kernel(ws, bias, out, SPLIT: ConstInt, TB: ConstInt, TN: ConstInt, HAS_BIAS: ConstBool):
     bt = ct.bid(0)
     nt = ct.bid(1)
+    # (after the word decode's matmul it is a programmatic dependent launch: wait for the
+    # partials; a no-op in an ordinary launch)
+    ct.grid_dependency_control_wait()
     t = ct.load(ws, (0, bt, nt), (SPLIT, TB, TN))
     res = ct.sum(t, 0)
     if HAS_BIAS:

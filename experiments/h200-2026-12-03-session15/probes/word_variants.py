@@ -12,6 +12,12 @@
 #             tile's shifted copies (64 registers), so ptxas can keep more Horner chains in flight
 #   occN      @ct.kernel(occupancy=N) instead of 2
 #   nprefetch the norms of K tile kt + 1 loaded during tile kt (carried through the loop)
+#   pdlred    the split-K reduction a programmatic dependent launch of the matmul too (the matmul
+#             releases it as each program ends, the reduction waits for the matmul's results before
+#             it reads them), as the matmul already is of the rotation
+#   pdlred0   the same with the release at the matmul's start (its K loop stays as it is; with the
+#             release at the end ptxas re-pipelines the loop: 1332 -> 1418 instructions)
+#   splitN    split-K N instead of the library's choice (TQ_CUTILE_DECODE's split)
 # and a TN (rows per program) other than 128, through a patched dispatch._words_plan.
 # The logged runs were made before the library took the transposed norms; their names map to
 # today's as: today -> rownorms, lat -> lat+rownorms, halves -> halves+rownorms, occN ->
@@ -21,7 +27,7 @@ import inspect
 import os
 import tempfile
 
-from tq.cutile import dispatch, words
+from tq.cutile import dispatch, reduce, words
 
 LAT = ("    w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN)\n",
        "    w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN, latency=10)\n")
@@ -115,6 +121,25 @@ def row_norms(wd, on: bool):
             p.words = p.words[:3] + ((p.norms if on else p.norms.t().contiguous()),)
 
 
+PDL_END = ("""        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
+""", """        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
+    ct.grid_dependency_control_launch_dependents()
+""")
+REDUCE_WAIT = ("""    bt = ct.bid(0)
+    nt = ct.bid(1)
+    t = ct.load(ws, (0, bt, nt), (SPLIT, TB, TN))""", """    bt = ct.bid(0)
+    nt = ct.bid(1)
+    ct.grid_dependency_control_wait()
+    t = ct.load(ws, (0, bt, nt), (SPLIT, TB, TN))""")
+PDL_START = ("""    ct.grid_dependency_control_wait()
+    acc = ct.zeros((TN, TB), ct.float32)
+""", """    ct.grid_dependency_control_wait()
+    ct.grid_dependency_control_launch_dependents()
+    acc = ct.zeros((TN, TB), ct.float32)
+""")
+ISSUE_PDL = ("plan.pdl and i == 1", "plan.pdl and i >= 1")
+
+
 def source(name: str) -> str:
     src = inspect.getsource(words)
     src = src.replace("from .reduce import", "from tq.cutile.reduce import").replace(
@@ -126,8 +151,12 @@ def source(name: str) -> str:
             old, new = HALVES
         elif part.startswith("occ"):
             old, new = "@ct.kernel(occupancy=2)", f"@ct.kernel(occupancy={int(part[3:])})"
-        elif part == "today":
+        elif part == "today" or part.startswith("split"):
             continue
+        elif part == "pdlred":
+            old, new = PDL_END
+        elif part == "pdlred0":
+            old, new = PDL_START
         elif part in ("nprefetch", "rownorms"):
             for old, new in (NPREFETCH if part == "nprefetch" else ROWNORMS):
                 assert src.count(old) == 1, (part, old[:60])
@@ -144,7 +173,7 @@ _mods = {}
 
 
 def module(name: str):
-    if name == "today":
+    if all(p == "today" or p.startswith("split") for p in name.split("+")):
         return words
     if name not in _mods:
         path = os.path.join(tempfile.mkdtemp(), f"words_{name.replace('+', '_')}.py")
@@ -159,6 +188,28 @@ def module(name: str):
 
 _ORIG_PLAN = dispatch._words_plan
 _ORIG_KERNEL = words.words_matmul_kernel
+_ORIG_REDUCE = reduce.splitk_reduce_kernel
+_ORIG_ISSUE = dispatch._issue
+_extra = {}
+
+
+def _pdl_parts():
+    """(reduce kernel that waits on its primary, dispatch._issue launching it as a dependent)"""
+    if not _extra:
+        src = inspect.getsource(reduce)
+        assert src.count(REDUCE_WAIT[0]) == 1
+        path = os.path.join(tempfile.mkdtemp(), "reduce_pdl.py")
+        with open(path, "w") as f:
+            f.write(src.replace(*REDUCE_WAIT))
+        spec = importlib.util.spec_from_file_location("reduce_pdl", path)
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        isrc = inspect.getsource(_ORIG_ISSUE)
+        assert isrc.count(ISSUE_PDL[0]) == 2
+        ns = {}
+        exec(compile(isrc.replace(*ISSUE_PDL), "<_issue pdl reduce>", "exec"), dispatch.__dict__, ns)
+        _extra["parts"] = (mod.splitk_reduce_kernel, ns["_issue"])
+    return _extra["parts"]
 
 
 def words_plan_tn(tn: int):
@@ -177,5 +228,13 @@ def words_plan_tn(tn: int):
 
 def use(name: str, tn: int = 128):
     """Make the library's dispatcher build word plans with this variant (new plans only)."""
-    words.words_matmul_kernel = module(name).words_matmul_kernel if name != "today" else _ORIG_KERNEL
+    words.words_matmul_kernel = module(name).words_matmul_kernel if module(name) is not words else _ORIG_KERNEL
     dispatch._words_plan = _ORIG_PLAN if tn == 128 else words_plan_tn(tn)
+    parts = name.split("+")
+    red, issue = _pdl_parts() if {"pdlred", "pdlred0"} & set(parts) else (_ORIG_REDUCE, _ORIG_ISSUE)
+    reduce.splitk_reduce_kernel, dispatch._issue = red, issue
+    split = [int(p[5:]) for p in parts if p.startswith("split")]
+    if split:
+        os.environ["TQ_CUTILE_DECODE"] = f"128,16,{split[0]}"
+    else:
+        os.environ.pop("TQ_CUTILE_DECODE", None)
