@@ -183,10 +183,11 @@ def test_words_scratch_is_per_k_tile():
     assert plans[0].scratch is not plans[1].scratch
 
 
-def test_words_keep_transposed_norms():
+@pytest.mark.parametrize("norm_dtype", [torch.float16, torch.float32])
+def test_words_keep_transposed_norms(norm_dtype):
     # The word decode reads each pass's norms from a transposed copy [K_pad/G, N] (a K tile's norm
     # tile then has 2*TN-byte rows, which TMA loads); the copy must hold the pass's norms exactly.
-    qw = tq.quantize(torch.randn(200, 1024), bits=4, group_size=128, residual_bits=2)
+    qw = tq.quantize(torch.randn(200, 1024), bits=4, group_size=128, residual_bits=2, norm_dtype=norm_dtype)
     wd = d.weight_data(qw)
     for p, pd in zip(qw.passes, wd.passes):
         nt = pd.words[3]
@@ -226,23 +227,67 @@ def test_pdl_switch(monkeypatch):
     p = plan()
     assert p.tiling.split == 4 and p.reduce_grid == (1, 2, 1) and p.pdl
     assert p.words_tiles == (16, 1) and p.fused_consts[5:8] == (256, 8, 2)    # TK, TB, NG
-    # the matmul and the split-K reduction are each a programmatic dependent of the launch before
+    # the matmul and the split-K reduction are each a programmatic dependent of the launch before,
+    # on a plan's first call (through _launch, which times the compile) and on later ones
     import cuda.tile as ct
     flags = []
     monkeypatch.setattr(ct, "launch", lambda stream, grid, kern, args, programmatic_dependent_launch=False:
                         flags.append(programmatic_dependent_launch))
-    p.seen = True
-    d._issue(p, [(None, (1, 1, 1), ())] * 3, ("a", "b", "c"), None, (), ())
-    assert flags == [False, True, True]
+    monkeypatch.setattr(d, "_launch", lambda kern, grid, args, key, pdl=False: flags.append(pdl))
+    launches = [(None, (1, 1, 1), (torch.empty(0),))] * 3
+
+    def issued(pl):
+        flags.clear()
+        d._issue(pl, launches, ("a", "b", "c"), None, (), ())     # first call: _launch
+        d._issue(pl, launches, ("a", "b", "c"), None, (), ())     # then ct.launch
+        return list(flags)
+    assert issued(p) == [False, True, True] * 2
     monkeypatch.setenv("TQ_CUTILE_PDL", "0")
     q = plan()
-    assert not q.pdl
-    q.seen, flags[:] = True, []
-    d._issue(q, [(None, (1, 1, 1), ())] * 3, ("a", "b", "c"), None, (), ())
-    assert flags == [False, False, False]
+    assert not q.pdl and issued(q) == [False] * 6
     monkeypatch.setenv("TQ_CUTILE_PDL", "yes")
     with pytest.raises(ValueError, match="TQ_CUTILE_PDL"):
         d.pdl_enabled()
+
+
+def test_words_launch_passes_transposed_norms(monkeypatch):
+    # The matmul's norm arguments are the transposed copies, for the main and the residual pass.
+    pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
+    import cuda.tile as ct
+    qw = tq.quantize(torch.randn(256, 4096), bits=4, group_size=128, residual_bits=4)
+    wd = d.weight_data(qw)
+    plan = d._words_plan(qw, wd, 4, torch.bfloat16, False, torch.device("cpu"), 0, 256, qw.k_padded,
+                         qw.rotation_block, 1, wd.passes[0], wd.passes[1])
+    plan.seen = True
+    seen = []
+    monkeypatch.setattr(ct, "launch", lambda stream, grid, kern, args, programmatic_dependent_launch=False:
+                        seen.append((kern, args)))
+    x = torch.randn(4, 4096).to(torch.bfloat16)
+    d._run_words(x, wd, plan, torch.empty(4, 256, dtype=torch.bfloat16), wd.signs.view(1, -1), None)
+    kern, args = seen[1]
+    assert kern is plan.fused_kernel
+    assert args[5] is wd.passes[0].words[3] and args[9] is wd.passes[1].words[3]
+
+
+def test_dependent_launches_wait_before_reading():
+    # A programmatic dependent may start before its primary's results exist: the split-K reduction
+    # must wait (griddepcontrol.wait) before its first load, and the matmul, a dependent of the
+    # rotation, must wait before it releases the reduction or loads anything.
+    pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
+    import inspect
+    from tq.cutile import reduce, words
+
+    def order(mod, kernel, *calls):
+        # positions of the calls' first appearance in the kernel's body (up to the next decorator)
+        src = inspect.getsource(mod)
+        start = src.index(f"def {kernel}(")
+        body = src[start:src.find("\n@", start) if "\n@" in src[start:] else None]
+        return [body.index(c) for c in calls]
+    w, ld = order(reduce, "splitk_reduce_kernel", "ct.grid_dependency_control_wait()", "ct.load(")
+    assert w < ld
+    w, rel, ld = order(words, "words_matmul_kernel", "ct.grid_dependency_control_wait()",
+                       "ct.grid_dependency_control_launch_dependents()", "_scaled_part(")
+    assert w < rel < ld
 
 
 def test_scale_exponent_model():

@@ -10,7 +10,9 @@ One call is two or three launches on the caller's current CUDA stream:
 Extra memory: the activation copies (B * K_pad per distinct slice count, x's dtype) and,
 with split-K, an fp32 workspace of SPLIT * B * N; W_hat is never formed.  For decode
 batches (B <= 16) these are kept and reused per (stream, shape), so a call allocates
-only its output; for larger batches they are allocated per call.
+only its output; for larger batches they are allocated per call.  Per weight, the word
+decode keeps a transposed copy of each pass's norms (2 bytes per row and group: TMA-loadable
+norm tiles, words.py).
 
 Batch 1-16 with bf16 x and 2/4-bit planes uses the word decode (words.py: fp16 levels from
 32-bit words, fp16 activation copies with per-tile power-of-two scales); otherwise batch 1

@@ -140,7 +140,7 @@ def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tile
     # a no-op in an ordinary launch)
     ct.grid_dependency_control_wait()
     # The split-K reduction, a programmatic dependent of this kernel, may launch now and wait for
-    # its results (griddepcontrol.wait) instead of for this grid's end plus a launch: 0.6-1.0 us a
+    # its results (griddepcontrol.wait) instead of for this grid's end plus a launch: 0.7-0.9 us a
     # call (fifteenth session).  Released at the kernel's end instead, ptxas re-pipelined the K loop
     # (1332 -> 1418 SASS instructions) and the call ran 40-73% slower.
     ct.grid_dependency_control_launch_dependents()

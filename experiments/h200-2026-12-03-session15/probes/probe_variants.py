@@ -16,7 +16,7 @@ from tq.cutile import dispatch as d  # noqa: E402
 from tq.experiments.timing import time_op  # noqa: E402
 
 VARIANTS = [(s.split("/")[0], int(s.split("/")[1])) for s in
-            os.environ.get("VARIANTS", "rownorms/128,nprefetch+rownorms/128,today/128,nprefetch/128").split(",")]
+            os.environ.get("VARIANTS", "rownorms+nopdlred/128,nopdlred/128,today/128").split(",")]
 SHAPES = [tuple(int(v) for v in s.split("x")) for s in os.environ.get("SHAPES", "8192x8192,28672x8192,8192x28672").split(",")]
 BATCHES = [int(b) for b in os.environ.get("BATCHES", "1,16").split(",")]
 dev = torch.device("cuda")

@@ -14,8 +14,9 @@ from tq.cutile import compile as aot  # noqa: E402
 base = [v for v in aot.variants(sys.argv[1] if len(sys.argv) > 1 else "default") if v.kernel == "words"
         and (sys.argv[2] if len(sys.argv) > 2 else "4-bit T=5") in v.name]
 seen = set()
-PAIRS = [("rownorms", 128), ("today", 128), ("nprefetch+rownorms", 128), ("nprefetch", 128), ("lat+rownorms", 128),
-         ("halves+rownorms", 128), ("occ3+rownorms", 64), ("occ4+rownorms", 64)]
+PAIRS = [("rownorms+nopdlred", 128), ("nopdlred", 128), ("today", 128), ("pdlred", 128),
+         ("nprefetch+rownorms+nopdlred", 128), ("nprefetch+nopdlred", 128), ("lat+rownorms+nopdlred", 128),
+         ("halves+rownorms+nopdlred", 128), ("occ3+rownorms+nopdlred", 64), ("occ4+rownorms+nopdlred", 64)]
 if len(sys.argv) > 3:
     PAIRS = [(s.split("/")[0], int(s.split("/")[1])) for s in sys.argv[3].split(",")]
 for name, tn in PAIRS:
@@ -30,7 +31,7 @@ for name, tn in PAIRS:
         vv = dataclasses.replace(v, params=tuple(p))
         cub = aot.cubin(vv, "sm_90")
         head, tail = v.name.split(" TN=")
-        label = f"{name:18s} {head} TN={tn} {tail.split(' ', 1)[1]} regs={sass.registers(cub)}"
+        label = f"{name:28s} {head} TN={tn} {tail.split(' ', 1)[1]} regs={sass.registers(cub)}"
         try:
             print(sass.report(label, sass.disassemble(cub), 8), flush=True)
         except RuntimeError as e:   # (nvdisasm 13.x fails on a few cubins of tileiras 13.4)

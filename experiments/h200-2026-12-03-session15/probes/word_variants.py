@@ -12,19 +12,25 @@
 #             tile's shifted copies (64 registers), so ptxas can keep more Horner chains in flight
 #   occN      @ct.kernel(occupancy=N) instead of 2
 #   nprefetch the norms of K tile kt + 1 loaded during tile kt (carried through the loop)
-#   pdlred    the split-K reduction a programmatic dependent launch of the matmul too (the matmul
-#             releases it as each program ends, the reduction waits for the matmul's results before
-#             it reads them), as the matmul already is of the rotation
-#   pdlred0   the same with the release at the matmul's start (its K loop stays as it is; with the
-#             release at the end ptxas re-pipelines the loop: 1332 -> 1418 instructions)
+#   nopdlred  the split-K reduction an ordinary launch again, as before this session (the
+#             matmul's release after its wait removed, the reduction's wait removed, _issue marking
+#             only the matmul as a programmatic dependent)
+#   pdlred    the reduction a programmatic dependent released at the matmul's end instead (after
+#             its last store): ptxas re-pipelines the K loop (1332 -> 1418 instructions)
 #   splitN    split-K N instead of the library's choice (TQ_CUTILE_DECODE's split)
 # and a TN (rows per program) other than 128, through a patched dispatch._words_plan.
-# The logged runs were made before the library took the transposed norms; their names map to
-# today's as: today -> rownorms, lat -> lat+rownorms, halves -> halves+rownorms, occN ->
-# occN+rownorms, nprefetch -> nprefetch+rownorms, normsT -> today, nprefetch+normsT -> nprefetch.
+# The logged runs were made before the library took the transposed norms and the reduction's PDL;
+# their names map to today's as follows.
+#   logs/probe_variants.log: today -> rownorms+nopdlred, lat -> lat+rownorms+nopdlred, halves ->
+#     halves+rownorms+nopdlred, occN -> occN+rownorms+nopdlred
+#   logs/probe_norms.log: today -> rownorms+nopdlred, nprefetch -> nprefetch+rownorms+nopdlred,
+#     normsT -> nopdlred, nprefetch+normsT -> nprefetch+nopdlred
+#   logs/probe_pdl.log: today -> nopdlred, pdlred0 -> today, pdlred -> pdlred, splitN ->
+#     splitN+nopdlred
 import importlib.util
 import inspect
 import os
+import re
 import tempfile
 
 from tq.cutile import dispatch, reduce, words
@@ -121,23 +127,18 @@ def row_norms(wd, on: bool):
             p.words = p.words[:3] + ((p.norms if on else p.norms.t().contiguous()),)
 
 
+# the matmul's release of the reduction: its comment and call, right after the matmul's own wait
+RELEASE = re.compile(r"(    ct\.grid_dependency_control_wait\(\)\n)(    # The split-K reduction, a programmatic[^\n]*\n"
+                     r"(?:    #[^\n]*\n)*    ct\.grid_dependency_control_launch_dependents\(\)\n)")
 PDL_END = ("""        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
 """, """        ct.store(out, (sk, 0, nt), res.reshape((1, TB, TN)), check_bounds=CN)
     ct.grid_dependency_control_launch_dependents()
 """)
-REDUCE_WAIT = ("""    bt = ct.bid(0)
-    nt = ct.bid(1)
-    t = ct.load(ws, (0, bt, nt), (SPLIT, TB, TN))""", """    bt = ct.bid(0)
-    nt = ct.bid(1)
+REDUCE_NOWAIT = ("""    # (after the word decode's matmul it is a programmatic dependent launch: wait for the
+    # partials; a no-op in an ordinary launch)
     ct.grid_dependency_control_wait()
-    t = ct.load(ws, (0, bt, nt), (SPLIT, TB, TN))""")
-PDL_START = ("""    ct.grid_dependency_control_wait()
-    acc = ct.zeros((TN, TB), ct.float32)
-""", """    ct.grid_dependency_control_wait()
-    ct.grid_dependency_control_launch_dependents()
-    acc = ct.zeros((TN, TB), ct.float32)
-""")
-ISSUE_PDL = ("plan.pdl and i == 1", "plan.pdl and i >= 1")
+""", "")
+ISSUE_ONE = ("plan.pdl and i >= 1", "plan.pdl and i == 1")
 
 
 def source(name: str) -> str:
@@ -153,10 +154,12 @@ def source(name: str) -> str:
             old, new = "@ct.kernel(occupancy=2)", f"@ct.kernel(occupancy={int(part[3:])})"
         elif part == "today" or part.startswith("split"):
             continue
-        elif part == "pdlred":
+        elif part in ("nopdlred", "pdlred"):
+            src, n = RELEASE.subn(r"\1", src)
+            assert n == 1, (part, "release")
+            if part == "nopdlred":
+                continue
             old, new = PDL_END
-        elif part == "pdlred0":
-            old, new = PDL_START
         elif part in ("nprefetch", "rownorms"):
             for old, new in (NPREFETCH if part == "nprefetch" else ROWNORMS):
                 assert src.count(old) == 1, (part, old[:60])
@@ -193,21 +196,21 @@ _ORIG_ISSUE = dispatch._issue
 _extra = {}
 
 
-def _pdl_parts():
-    """(reduce kernel that waits on its primary, dispatch._issue launching it as a dependent)"""
+def _ordinary_reduction():
+    """(reduce kernel without the wait, dispatch._issue launching only the matmul as a dependent)"""
     if not _extra:
         src = inspect.getsource(reduce)
-        assert src.count(REDUCE_WAIT[0]) == 1
-        path = os.path.join(tempfile.mkdtemp(), "reduce_pdl.py")
+        assert src.count(REDUCE_NOWAIT[0]) == 1
+        path = os.path.join(tempfile.mkdtemp(), "reduce_nowait.py")
         with open(path, "w") as f:
-            f.write(src.replace(*REDUCE_WAIT))
-        spec = importlib.util.spec_from_file_location("reduce_pdl", path)
+            f.write(src.replace(*REDUCE_NOWAIT))
+        spec = importlib.util.spec_from_file_location("reduce_nowait", path)
         mod = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(mod)
         isrc = inspect.getsource(_ORIG_ISSUE)
-        assert isrc.count(ISSUE_PDL[0]) == 2
+        assert isrc.count(ISSUE_ONE[0]) == 2
         ns = {}
-        exec(compile(isrc.replace(*ISSUE_PDL), "<_issue pdl reduce>", "exec"), dispatch.__dict__, ns)
+        exec(compile(isrc.replace(*ISSUE_ONE), "<_issue without the reduction's pdl>", "exec"), dispatch.__dict__, ns)
         _extra["parts"] = (mod.splitk_reduce_kernel, ns["_issue"])
     return _extra["parts"]
 
@@ -231,7 +234,7 @@ def use(name: str, tn: int = 128):
     words.words_matmul_kernel = module(name).words_matmul_kernel if module(name) is not words else _ORIG_KERNEL
     dispatch._words_plan = _ORIG_PLAN if tn == 128 else words_plan_tn(tn)
     parts = name.split("+")
-    red, issue = _pdl_parts() if {"pdlred", "pdlred0"} & set(parts) else (_ORIG_REDUCE, _ORIG_ISSUE)
+    red, issue = _ordinary_reduction() if "nopdlred" in parts else (_ORIG_REDUCE, _ORIG_ISSUE)
     reduce.splitk_reduce_kernel, dispatch._issue = red, issue
     split = [int(p[5:]) for p in parts if p.startswith("split")]
     if split:
