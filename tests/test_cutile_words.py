@@ -281,7 +281,8 @@ def test_dependent_launches_wait_before_reading():
         # positions of the calls' first appearance in the kernel's body (up to the next decorator)
         src = inspect.getsource(mod)
         start = src.index(f"def {kernel}(")
-        body = src[start:src.find("\n@", start) if "\n@" in src[start:] else None]
+        end = src.find("\n@", start)
+        body = src[start:end if end >= 0 else None]
         return [body.index(c) for c in calls]
     w, ld = order(reduce, "splitk_reduce_kernel", "ct.grid_dependency_control_wait()", "ct.load(")
     assert w < ld

@@ -66,16 +66,7 @@ HALVES = ("""    shl = (w << 1) | _exponents(P)
 """)
 
 
-NPREFETCH = [("""def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
-                 TK: ConstInt, TB: ConstInt, NG: ConstInt, CN: ConstBool):
-    # one pass's K tile times its norms: fp32 [TN, TB]
-    p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
-    if NG == 1:
-        nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
-        return p0 * ct.transpose(nrm.astype(ct.float32))
-    nn = ct.transpose(ct.load(norms, (kt, nt), (2, TN), check_bounds=CN).astype(ct.float32))
-    return p0 * ct.extract(nn, (0, 0), (TN, 1)) + p1 * ct.extract(nn, (0, 1), (TN, 1))
-""", """def _norms(norms, nt, kt, tiles_per_group, TN: ConstInt, NG: ConstInt, CN: ConstBool):
+NPREFETCH = [(inspect.getsource(words._scaled_part), """def _norms(norms, nt, kt, tiles_per_group, TN: ConstInt, NG: ConstInt, CN: ConstBool):
     # the norms of K tile kt: fp32 [TN, NG]
     if NG == 1:
         nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
