@@ -29,6 +29,7 @@ import argparse
 import concurrent.futures as cf
 import dataclasses
 import io
+import functools
 import itertools
 import os
 import sys
@@ -130,13 +131,23 @@ def _rotate_mma_variant(dtype, r, v0, v1):
     return Variant("rotate_mma", f"rotate_mma {dtype} R={r} TB={tb} V={v0},{v1}", (dtype, r, tb, v0, v1))
 
 
-def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None):
+@functools.lru_cache(maxsize=None)
+def words_terms(bits: int, bound: str) -> int:
+    """Horner terms of the word decode's fit of the `bits`-bit Lloyd-Max Gaussian codebook under
+    `bound` (wordlevels.BOUNDS): 2 for 2-bit; 4 (bf16) or 5 (strict) for 4-bit.  The Beta
+    codebooks of every group size fit with the same or fewer."""
+    import numpy as np
+    from ..codebook import get_codebook
+    from .wordlevels import fit
+    return fit(np.asarray(get_codebook("gaussian", bits).levels, dtype=np.float64), bits, bound)[0].size
+
+
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None, bound="bf16"):
     # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
-    # terms (wordlevels.fit: 5 for 4-bit, 2 for 2-bit); main_terms: the first pass's own (the
-    # 4-bit polynomial codebooks fit with 3; residual passes are always Lloyd-Max)
-    terms = {2: 2, 4: 5}
-    pa, ta = bits, main_terms or terms[bits]
-    pb, tbt = (residual, terms[residual]) if residual else (0, 0)
+    # terms under `bound`; main_terms: the first pass's own (the 4-bit polynomial codebooks fit
+    # with 3; residual passes are always Lloyd-Max)
+    pa, ta = bits, main_terms or words_terms(bits, bound)
+    pb, tbt = (residual, words_terms(residual, bound)) if residual else (0, 0)
     label = f"{bits}" + (f"+{residual}" if residual else "") + f"-bit T={ta}" + (f",{tbt}" if residual else "")
     ng = ng or 1
     name = (f"words {label} {dtype} TN=128 TK={tk} NG={ng} TB={tb} SPLIT={split}{' bias' if bias else ''}"
@@ -175,6 +186,7 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_fused_variant(4, 2, "fp16", "float16", "decode", 128, True, split=2))
         out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2))
         out.append(_words_variant(4, 2, "bfloat16", 128, 8, 1, True, exact=False))
+        out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2, bound="strict"))
         out.append(_rotate_words_variant("bfloat16", 128, 256, 16, 4, 2))
         return out
     if which == "full":
@@ -199,9 +211,10 @@ def variants(which: str = "default") -> list[Variant]:
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
         for (bits, res), (tk, ng), tb, sp, bias, mt in itertools.product(
                 ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), ((64, 1), (128, 1), (256, 1), (256, 2)),
-                (8, 16), (1, 2, 4, 8), (False, True), (None, 3)):
-            if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4):
-                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt, ng=ng))
+                (8, 16), (1, 2, 4, 8), (False, True), (None, 3, "strict")):
+            if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4 or (mt == "strict" and 4 in (bits, res))):
+                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt if mt == 3 else None,
+                                          ng=ng, bound="strict" if mt == "strict" else "bf16"))
         for r, tk, tb, pp in itertools.product((64, 128, 256), (64, 128, 256), (8, 16), ((4, 0), (2, 0), (4, 2))):
             if tk >= min(128, r):
                 out.append(_rotate_words_variant("bfloat16", r, tk, tb, *pp))
@@ -264,6 +277,9 @@ def variants(which: str = "default") -> list[Variant]:
     out.append(_words_variant(4, None, "bfloat16", 256, 16, 2, False, main_terms=3, ng=2))
     out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, main_terms=3))
     out.append(_words_variant(4, None, "bfloat16", 128, 16, 4, False))   # TQ_CUTILE_WORDS_TK=128
+    # TQ_CUTILE_WORDS_BOUND=strict: 5 terms for the 4-bit Lloyd-Max levels
+    out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2, bound="strict"))
+    out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, bound="strict"))
     for i, (r, tk, pp) in enumerate(((64, 64, (4, 0)), (128, 256, (4, 2)), (128, 256, (4, 0)), (128, 128, (4, 0)),
                                      (256, 256, (2, 0)), (256, 256, (4, 2)))):
         out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))

@@ -49,6 +49,15 @@ DEQUANT_TN = 64           # rows per dequant_kernel program (TQ_CUTILE_DEQUANT_T
 # Per-weight device data (cached per QuantizedWeight object)
 # ---------------------------------------------------------------------------
 @dataclasses.dataclass
+class WordData:
+    """A pass's word-decode data: its level fits per bound (wordlevels.BOUNDS; absent where
+    none exists), its plane as 32-bit words and its norms transposed."""
+    fits: dict            # bound -> (terms, fp16-exact coefficients in u as an fp32 tensor)
+    plane: torch.Tensor   # int32 words
+    norms_t: torch.Tensor  # [K_pad/G, N]
+
+
+@dataclasses.dataclass
 class PassData:
     p0: int
     p1: int
@@ -61,7 +70,7 @@ class PassData:
     pairs: dict = dataclasses.field(default_factory=dict)  # dtype -> byte-pair table (4-bit lookup)
     fit: tuple | None = None  # (terms, Horner coefficients) of the fitted odd polynomial (lookup)
     fit16: tuple | None = None  # (terms, fp16-Horner coefficients) where fp16 evaluation is accurate
-    words: tuple | None = None  # (terms, fp16-exact coefficients in u, plane as int32 words, norms^T): word decode
+    words: "WordData | None" = None  # word decode (words.py)
 
     @property
     def slices(self) -> int:
@@ -272,14 +281,18 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                 pd.fit16 = (cw.size, torch.tensor(f16[0].astype(np.float16).astype(np.float32), device=dev))
         if p1 == 0 and p0 in wordlevels.WORD_WIDTHS and planes[0].shape[1] % 4 == 0 \
                 and planes[0].data_ptr() % 16 == 0:
-            wf = wordlevels.fit(p.levels.double().cpu().numpy() / math.sqrt(g), p0)
-            if wf is not None:
+            lv = p.levels.double().cpu().numpy() / math.sqrt(g)
+            fits = {}
+            for bound in wordlevels.BOUNDS:
+                wf = wordlevels.fit(lv, p0, bound)
+                if wf is not None:
+                    fits[bound] = (wf[0].size, torch.tensor(wf[0], dtype=torch.float32, device=dev))
+            if fits:
                 # (the norms transposed, [K_pad/G, N]: a K tile's norm tile is then [NG, TN] with
                 # 2*TN-byte rows, which TMA prefetches like the other tiles; [TN, NG] has 2- or
                 # 4-byte rows, too narrow for TMA, and the compute warps fetched it by cp.async and
                 # waited for it in every K tile: 4-5% of the call, fifteenth session)
-                pd.words = (wf[0].size, torch.tensor(wf[0], dtype=torch.float32, device=dev),
-                            planes[0].view(torch.int32), p.norms.t().contiguous())
+                pd.words = WordData(fits, planes[0].view(torch.int32), p.norms.t().contiguous())
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -376,6 +389,17 @@ def words_enabled() -> bool:
     return switch_setting("TQ_CUTILE_WORDS", True, "whether B <= 16 takes the word decode")
 
 
+def words_bound() -> str:
+    """TQ_CUTILE_WORDS_BOUND: how close the word decode's fp16-evaluated levels must be to the
+    codebook's (wordlevels.BOUNDS).  "bf16" (default): within bf16's rounding of them (2^-8 max,
+    1.66e-3 rms relative): 4 Horner terms for 4-bit Lloyd-Max codebooks.  "strict": within
+    2^-9 (half a bf16 ulp): 5 terms."""
+    v = os.environ.get("TQ_CUTILE_WORDS_BOUND", "bf16")
+    if v not in wordlevels.BOUNDS:
+        raise ValueError(f"TQ_CUTILE_WORDS_BOUND must be one of {', '.join(wordlevels.BOUNDS)}, got {v!r}")
+    return v
+
+
 def pdl_enabled() -> bool:
     """Whether the word decode's matmul is a programmatic dependent launch of its rotation, and its
     split-K reduction one of the matmul (TQ_CUTILE_PDL=0 turns both off: experiments, or a driver
@@ -392,14 +416,18 @@ def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype)
     if bsz > DECODE_MAX_BATCH:
         return f"batch {bsz} > {DECODE_MAX_BATCH}"
     if dt != torch.bfloat16:
-        # (its levels are within 2^-9 of the table: below bf16's rounding, not fp16's or fp32's)
+        # (its levels are as close to the table as bf16 rounding puts them at best: not fp16's or fp32's)
         return f"x is {dt}; the word decode serves bf16 x"
     for i, pd in enumerate(wd.passes):
         if pd.p1 or pd.p0 not in wordlevels.WORD_WIDTHS:
             return f"pass {i} has a {pd.p0}+{pd.p1}-bit plane layout; the word decode reads one 2- or 4-bit plane"
         if pd.words is None:
-            return (f"pass {i}: no odd polynomial reproduces its codebook within 2^-9 in fp16, or its plane "
-                    f"is not 16-byte aligned")
+            return (f"pass {i}: no odd polynomial of <= {wordlevels.MAX_TERMS} terms reproduces its codebook "
+                    f"in fp16 within any bound of {wordlevels.BOUNDS}, or its plane is not 16-byte aligned")
+        bound = words_bound()
+        if bound not in pd.words.fits:
+            return (f"pass {i}: no odd polynomial of <= {wordlevels.MAX_TERMS} terms reproduces its codebook "
+                    f"in fp16 within the {bound!r} bound (TQ_CUTILE_WORDS_BOUND)")
         if wd.tk * pd.p0 < 256:
             return f"pass {i}: K tile {wd.tk} x {pd.p0} bits < 256 (each slice's mma needs K >= 16)"
     if max(qw.rotation_block, wd.tk) > WORDS_MAX_BLOCK:
@@ -539,7 +567,7 @@ class Plan:
     reduce_grid: tuple | None
     reduce_consts: tuple | None
     scratch: dict | None   # decode: activation copies + workspace reused call after call on one stream
-    levels: tuple = ()     # per pass: [Horner coefficients, level table] arguments (level_mode)
+    levels: tuple = ()     # per pass: [Horner coefficients, level table] arguments (level_mode); word decode: its fit's coefficients
     chunk_rows: int = 0    # > 0: chunked prefill (fused_kernel is then dequant_kernel)
     rotate_form: str = "butterfly"  # rotate_form(): which rotation kernel
     rotate_h: torch.Tensor | None = None  # H_R for the mma form
@@ -592,7 +620,7 @@ def _plan(qw, wd: WeightData, bsz: int, dt, has_bias: bool, dev, stream_id: int)
            os.environ.get("TQ_CUTILE_DECODE"), os.environ.get("TQ_CUTILE_PREFILL"), os.environ.get("TQ_CUTILE_NO_GEMV"),
            os.environ.get("TQ_CUTILE_ROTATE"), chunk > 0 and chunked.unrotate_enabled(),
            os.environ.get("TQ_CUTILE_WORDS"), os.environ.get("TQ_CUTILE_PDL"),
-           os.environ.get("TQ_CUTILE_WORDS_TK"))
+           os.environ.get("TQ_CUTILE_WORDS_TK"), os.environ.get("TQ_CUTILE_WORDS_BOUND"))
     plan = wd.plans.get(key)
     if plan is not None:
         return plan
@@ -663,12 +691,15 @@ def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb
     c = max(r, tk)
     rconsts = (r, c, tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
     n_tiles = -(-n // 128)
-    consts = (pa.p0, pa.words[0], pb.p0 if pb else 0, pb.words[0] if pb else 0,
+    bound = words_bound()
+    fa, fb = pa.words.fits[bound], (pb.words.fits[bound] if pb else None)
+    consts = (pa.p0, fa[0], pb.p0 if pb else 0, fb[0] if pb else 0,
               128, tk, tb, ng, split, has_bias, n % 128 != 0)
     plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
                 (n_tiles, split, 1), consts, (1, n_tiles, 1) if split > 1 else None,
                 (split, 16, 128, has_bias) if split > 1 else None, None, rotate_form="words",
-                pdl=pdl_enabled(), words_tiles=(k_tiles, max(1, qw.group_size // tk)))
+                pdl=pdl_enabled(), words_tiles=(k_tiles, max(1, qw.group_size // tk)),
+                levels=(fa[1], (fb or fa)[1]))
     # (the K tile sizes the scales: weights of one shape with other group sizes must not share them)
     skey = ("words", str(dev), stream_id, bsz, tb, n, kp, tk, widths, split)
     if skey not in _scratch_pool:
@@ -777,8 +808,9 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words[2], pa.words[3], pa.words[1],
-          sc[("w", pb.p0)], pb.words[2], pb.words[3], pb.words[1], *plan.words_tiles, *plan.fused_consts)),
+         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words.plane, pa.words.norms_t, plan.levels[0],
+          sc[("w", pb.p0)], pb.words.plane, pb.words.norms_t, plan.levels[1], *plan.words_tiles,
+          *plan.fused_consts)),
     ]
     if plan.reduce_grid:
         launches.append((splitk_reduce_kernel, plan.reduce_grid, (target, bias2, y, *plan.reduce_consts)))

@@ -27,6 +27,9 @@
 #     normsT -> nopdlred, nprefetch+normsT -> nprefetch+nopdlred
 #   logs/probe_pdl.log: today -> nopdlred, pdlred0 -> today, pdlred -> pdlred, splitN ->
 #     splitN+nopdlred
+# All of them ran with 5-term levels; since the sixteenth session the library's default is 4
+# (TQ_CUTILE_WORDS_BOUND=strict gives 5 again).
+import dataclasses
 import importlib.util
 import inspect
 import os
@@ -115,7 +118,7 @@ def row_norms(wd, on: bool):
     """Hand the word kernels each pass's [N, K_pad/G] norms (on) or the transposed copy (off)."""
     for p in wd.passes:
         if p.words is not None:
-            p.words = p.words[:3] + ((p.norms if on else p.norms.t().contiguous()),)
+            p.words = dataclasses.replace(p.words, norms_t=p.norms if on else p.norms.t().contiguous())
 
 
 # the matmul's release of the reduction: its comment and call, right after the matmul's own wait
