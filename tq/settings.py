@@ -1,4 +1,5 @@
-"""Integer and on/off settings read from the environment, with one clear error for a bad value."""
+"""Integer, on/off and one-of-a-set settings read from the environment, with one clear error
+for a bad value."""
 from __future__ import annotations
 
 import os
@@ -18,6 +19,17 @@ def int_setting(name: str, default: int, ok: Callable[[int], bool], requirement:
     if value is None or not ok(value):
         raise ValueError(f"{name} must be {requirement}, got {raw!r}")
     return value
+
+
+def choice_setting(name: str, default: str | None, choices) -> str | None:
+    """os.environ[name], or `default` when unset; a ValueError naming the variable and the
+    choices for a value not among them."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {raw!r}")
+    return raw
 
 
 def switch_setting(name: str, default: bool, meaning: str) -> bool:

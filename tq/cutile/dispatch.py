@@ -35,7 +35,7 @@ import torch
 from .. import chunked
 from ..format import QuantizedWeight
 from ..rotation import hadamard_torch
-from ..settings import int_setting, switch_setting
+from ..settings import choice_setting, int_setting, switch_setting
 from . import wordlevels
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
@@ -177,10 +177,7 @@ def fit16_for(coef_w: np.ndarray, bits: int, exact: np.ndarray) -> tuple[np.ndar
 def level_preference() -> str | None:
     """TQ_CUTILE_LEVELS: how codebook levels are evaluated for bf16/fp16 x; None (unset): the
     measured default of each path (level_mode)."""
-    v = os.environ.get("TQ_CUTILE_LEVELS")
-    if v is not None and v not in LEVEL_MODES:
-        raise ValueError(f"TQ_CUTILE_LEVELS must be one of {', '.join(LEVEL_MODES)}, got {v!r}")
-    return v
+    return choice_setting("TQ_CUTILE_LEVELS", None, LEVEL_MODES)
 
 
 PAIR_MODES = {torch.bfloat16: -1, torch.float16: -2}
@@ -394,10 +391,7 @@ def words_bound() -> str:
     codebook's (wordlevels.BOUNDS).  "bf16" (default): within bf16's rounding of them (2^-8 max,
     1.66e-3 rms relative): 4 Horner terms for 4-bit Lloyd-Max codebooks.  "strict": within
     2^-9 (half a bf16 ulp): 5 terms."""
-    v = os.environ.get("TQ_CUTILE_WORDS_BOUND", "bf16")
-    if v not in wordlevels.BOUNDS:
-        raise ValueError(f"TQ_CUTILE_WORDS_BOUND must be one of {', '.join(wordlevels.BOUNDS)}, got {v!r}")
-    return v
+    return choice_setting("TQ_CUTILE_WORDS_BOUND", "bf16", wordlevels.BOUNDS)
 
 
 def pdl_enabled() -> bool:
