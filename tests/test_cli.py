@@ -47,6 +47,7 @@ def test_quantize_then_eval(tiny_model_dir, tmp_path, capsys):
     assert "quantized 14 Linear layers" in stdout and "lm_head" in stdout
     config = json.loads((out / "tq_config.json").read_text())
     assert config["quantization"]["residual_bits"] == 4 and len(config["layers"]) == 14
+    assert config["quantization"]["residual_codebook"] == "residual-poly"
     assert config["aliases"] == {"lm_head.weight": "model.embed_tokens.weight"}
     code, stdout, err = run(capsys, "eval", "--model", out, "--data", tiny_model_dir / "text.txt",
                             "--window", 32, "--stride", 32, "--max-windows", 4)
@@ -77,6 +78,15 @@ def test_errors(argv, message, tiny_model_dir, tmp_path, capsys):
     argv = [str(tiny_model_dir) if a == "MODEL" else str(tmp_path / "out") if a == "OUT" else a for a in argv]
     code, _, err = run(capsys, *argv)
     assert code == 2 and message in err, err
+
+
+def test_residual_codebook_choice(capsys):
+    args = cli.build_parser().parse_args(["quantize", "--model", "m", "--out", "o", "--bits", "3",
+                                          "--residual-bits", "2", "--residual-codebook", "gaussian"])
+    assert cli._quantize_options(args)["residual_codebook"] == "gaussian"
+    with pytest.raises(SystemExit):
+        cli.main(["quantize", "--model", "m", "--out", "o", "--residual-codebook", "lloyd"])
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_bad_group_size_text(capsys):

@@ -304,6 +304,24 @@ def test_parity_codebook_kinds(codebook, degree, bits, group):
 
 @pytest.mark.gpu
 @needs_gpu
+@pytest.mark.parametrize("residual_codebook", ["residual-poly", "residual", "gaussian"])
+@pytest.mark.parametrize("bits, residual, group", [(4, 4, 128), (3, 3, 64), (4, 2, None)])
+def test_parity_residual_codebooks(residual_codebook, bits, residual, group):
+    # The matched Lloyd-Max residual has no short polynomial (no word decode for it): every
+    # choice must still match the reference, at decode (words or fused) and prefill batches.
+    seed = _seed()
+    g = torch.Generator().manual_seed(seed)
+    n, k = 257 + 2 * (seed % 40), 1024 + 32 * (seed % 5)
+    qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=group, residual_bits=residual,
+                     residual_codebook=residual_codebook, seed=seed % 991)
+    for batch, dtype in ((1, torch.bfloat16), (16, torch.bfloat16), (9, torch.float32), (300, torch.float16)):
+        x = torch.randn(batch, k, generator=g).to(dtype).cuda()
+        err = _rel(tqc.matmul(x, qw), matmul_float64(x, qw))
+        assert err < TOL[dtype], f"seed={seed} n={n} k={k} batch={batch} {dtype}: {err:.2e}"
+
+
+@pytest.mark.gpu
+@needs_gpu
 @pytest.mark.parametrize("batch", [1, 5, 16, 17, 200, 300])
 def test_parity_batches(batch):
     seed = _seed()

@@ -191,6 +191,13 @@ def test_perplexity_windows_and_configs():
     assert (c.kind, c.bits, c.residual_bits, c.group_size) == ("tq", 4, 4, 128)
     assert parse_config("4row").group_size == "row"
     assert parse_config("4g128-gaussian-poly").codebook == "gaussian-poly"
+    assert parse_config("4+4g128").residual_codebook == "residual-poly"
+    c = parse_config("3+2g64-beta@gaussian")
+    assert (c.codebook, c.residual_codebook, c.residual_bits) == ("beta", "gaussian", 2)
+    with pytest.raises(ValueError, match="needs a residual pass"):
+        parse_config("4g128@gaussian")
+    with pytest.raises(ValueError, match="residual codebook"):
+        parse_config("4+4g128@uniform")
     assert parse_config("rtn4g64").kind == "rtn" and parse_config("nf4").group_size == 64
     with pytest.raises(ValueError, match="unknown configuration"):
         parse_config("int4")

@@ -83,6 +83,17 @@ def test_parity_codebook_kinds(triton_backend, gen, codebook, bits):
         _check(triton_backend, qw, torch.randn(batch, 160, generator=gen).to(DEVICE))
 
 
+@pytest.mark.parametrize("residual_codebook", ["residual-poly", "residual", "gaussian"])
+@pytest.mark.parametrize("bits, residual", [(4, 4), (3, 3), (4, 2)])
+def test_parity_residual_codebooks(triton_backend, gen, residual_codebook, bits, residual):
+    """The residual pass's levels are data like any codebook's: matched Lloyd-Max (heavy-tailed
+    levels out to ~6.6), its polynomial, and the Gaussian one, decode and prefill, bf16 and fp32."""
+    qw = tq.quantize(_weight(37, 384, gen), bits=bits, group_size=128, residual_bits=residual,
+                     residual_codebook=residual_codebook)
+    for batch, dtype in ((1, torch.float32), (5, torch.bfloat16), (18, torch.bfloat16)):
+        _check(triton_backend, qw, torch.randn(batch, 384, generator=gen).to(DEVICE, dtype))
+
+
 def test_poly_exact_degree_and_fp32_norms(triton_backend, gen):
     qw = tq.quantize(_weight(9, 256, gen), bits=4, group_size=64, codebook="gaussian-poly",
                      poly_degree="exact", norm_dtype=torch.float32)

@@ -3,6 +3,7 @@ from .backends import BackendUnavailableError, available_backends, get_backend, 
 from .codebook import Codebook, get_codebook
 from .format import FormatError, QuantizedWeight, load, save
 from .quantize import dequantize, quantize
+from .residual import get_residual_codebook
 from .nn import TQLinear
 from .model import load_quantized, quantize_model, save_quantized
 from . import baselines
@@ -10,6 +11,6 @@ from . import baselines
 __version__ = "0.1.0"
 __all__ = [
     "quantize", "dequantize", "matmul", "save", "load", "QuantizedWeight", "FormatError",
-    "Codebook", "get_codebook", "available_backends", "get_backend", "BackendUnavailableError",
+    "Codebook", "get_codebook", "get_residual_codebook", "available_backends", "get_backend", "BackendUnavailableError",
     "TQLinear", "quantize_model", "save_quantized", "load_quantized",
 ]

@@ -81,7 +81,8 @@ def _quantize_options(args) -> dict:
         raise UsageError(f"--group-size must be a power of two >= {MIN_GROUP_SIZE} (32, 64, 128, ...) or 'row', "
                          f"got {g}")
     return dict(bits=args.bits, group_size=g, residual_bits=args.residual_bits, codebook=args.codebook,
-                seed=args.seed, pad=not args.no_pad, skip=tuple(s for s in args.skip.split(",") if s))
+                residual_codebook=args.residual_codebook, seed=args.seed, pad=not args.no_pad,
+                skip=tuple(s for s in args.skip.split(",") if s))
 
 
 def cmd_quantize(args) -> int:
@@ -167,6 +168,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="power of two >= 32, or 'row' (default 128)")
     quant.add_argument("--residual-bits", type=int, default=None, help="bits of the residual pass (default none)")
     quant.add_argument("--codebook", default="gaussian", choices=("gaussian", "beta", "gaussian-poly", "beta-poly"))
+    quant.add_argument("--residual-codebook", default="residual-poly", choices=("residual-poly", "residual", "gaussian"),
+                       help="levels of the residual pass: fitted to the residual (polynomial, default; or "
+                            "Lloyd-Max) or the Gaussian counterpart of --codebook")
     quant.add_argument("--seed", type=int, default=0, help="rotation seed (default 0)")
     quant.add_argument("--skip", default="lm_head", help="comma-separated module-name patterns left in full precision")
     quant.add_argument("--no-pad", action="store_true",

@@ -166,10 +166,13 @@ def _mse_gradient(levels: np.ndarray, source) -> np.ndarray:
 # ---------------------------------------------------------------------------
 # Lloyd-Max
 # ---------------------------------------------------------------------------
-def _lloyd_max(bits: int, source, tol: float = 1e-12, max_iter: int = 5000) -> np.ndarray:
+def _lloyd_max(bits: int, source, tol: float = 1e-12, max_iter: int = 5000, start=None) -> np.ndarray:
     n = 1 << bits
-    # Start from equal-probability cell centres of N(0,1): close to optimal for every source here.
-    start = stats.norm.ppf((np.arange(n) + 0.5) / n)
+    # By default start from equal-probability cell centres of N(0,1): close to optimal for the
+    # closed-form sources here, whose optimum is unique.  Sources with local optima pass a start.
+    if start is None:
+        start = stats.norm.ppf((np.arange(n) + 0.5) / n)
+    start = np.asarray(start, dtype=np.float64)
     start = np.clip(start, -0.999 * source.support, 0.999 * source.support)
     # Plain Lloyd iterations converge linearly and very slowly for 128+ levels, so first
     # descend the expected error directly (the optimum is unique for these log-concave
@@ -280,15 +283,16 @@ def _cached_codebook(kind: str, bits: int, dimension: int | None, poly_degree) -
 
 
 def codebook_from_levels(kind: str, bits: int, levels, dimension: int | None = None,
-                         poly_coefficients=None) -> Codebook:
-    """Rebuild a codebook from stored levels (used when loading a file)."""
+                         poly_coefficients=None, source=None) -> Codebook:
+    """Rebuild a codebook from stored levels (used when loading a file).  ``source`` replaces the
+    kind's closed-form source for ``expected_mse`` (the residual kinds' sampled one)."""
     levels = np.asarray(levels, dtype=np.float64).copy()
     if levels.shape != (1 << bits,):
         raise ValueError(f"a {bits}-bit codebook needs {1 << bits} levels, got shape {levels.shape}")
     if not np.all(np.isfinite(levels)) or np.any(np.diff(levels) <= 0):
         raise ValueError("codebook levels must be finite and strictly increasing")
     levels.setflags(write=False)
-    source = _source(kind, dimension)
+    source = _source(kind, dimension) if source is None else source
     coeffs = None if poly_coefficients is None else tuple(float(c) for c in poly_coefficients)
     return Codebook(kind=kind, bits=bits, levels=levels, expected_mse=expected_mse(levels, source),
                     dimension=dimension, poly_coefficients=coeffs)

@@ -29,6 +29,7 @@ import torch
 
 from . import packing
 from .codebook import KINDS, Codebook, codebook_from_levels
+from .residual import RESIDUAL_KINDS, parent_key, residual_source
 
 FORMAT_NAME = "tq-weight"
 FORMAT_VERSION = 1
@@ -230,8 +231,9 @@ def from_state(header: dict | str, tensors: dict, prefix: str = "", device=None)
         passes = []
         for i, ph in enumerate(h["passes"]):
             kind = ph["codebook"]
-            if kind not in KINDS:
-                raise err(f"pass {i}: unknown codebook kind {kind!r}")
+            if kind not in KINDS and not (i > 0 and kind in RESIDUAL_KINDS):
+                allowed = KINDS + RESIDUAL_KINDS if i else KINDS
+                raise err(f"pass {i}: unknown codebook kind {kind!r} (expected one of {allowed})")
             bits = int(ph["bits"])
             if not 1 <= bits <= 8:
                 raise err(f"pass {i}: bits={bits} outside 1..8")
@@ -244,8 +246,14 @@ def from_state(header: dict | str, tensors: dict, prefix: str = "", device=None)
             if levels.dtype != torch.float32 or tuple(levels.shape) != (1 << bits,):
                 raise err(f"pass {i} levels: expected float32 ({1 << bits},), got {levels.dtype} {tuple(levels.shape)}")
             try:
+                source = None
+                if kind in RESIDUAL_KINDS:
+                    dim = ph.get("dimension")
+                    if not isinstance(dim, int) or dim < 2:
+                        raise err(f"pass {i}: a {kind!r} codebook needs its group size as dimension, got {dim!r}")
+                    source = residual_source(parent_key(passes[0].levels.numpy()), dim)
                 cb = codebook_from_levels(kind, bits, levels.double().numpy(), ph.get("dimension"),
-                                          ph.get("poly_coefficients"))
+                                          ph.get("poly_coefficients"), source=source)
             except ValueError as e:
                 raise err(f"pass {i} codebook: {e}") from None
             passes.append(QuantizedPass(

@@ -41,7 +41,7 @@ from torch import nn
 from .codebook import DEFAULT_POLY_DEGREE, KINDS
 from .format import FormatError, from_state
 from .nn import HEADER_BUFFER, TQLinear
-from .quantize import _check_bits, quantize, resolve_group
+from .quantize import RESIDUAL_CHOICES, _check_bits, quantize, resolve_group
 
 MODEL_FORMAT = "tq-model"
 MODEL_FORMAT_VERSION = 1
@@ -103,9 +103,11 @@ def _set_submodule(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, leaf, module)
 
 
-def _check_config(bits, group_size, residual_bits, codebook="gaussian") -> None:
+def _check_config(bits, group_size, residual_bits, codebook="gaussian", residual_codebook="residual-poly") -> None:
     if codebook not in KINDS:
         raise ValueError(f"codebook must be one of {KINDS}, got {codebook!r}")
+    if residual_codebook not in RESIDUAL_CHOICES:
+        raise ValueError(f"residual_codebook must be one of {RESIDUAL_CHOICES}, got {residual_codebook!r}")
     _check_bits("bits", bits)
     _check_bits("residual_bits", residual_bits, allow_none=True)
     resolve_group(1 << 20, group_size, pad=True)   # validates the group size whatever K is
@@ -113,7 +115,8 @@ def _check_config(bits, group_size, residual_bits, codebook="gaussian") -> None:
 
 def quantize_model(model: nn.Module, bits: int = 4, group_size=128, residual_bits: int | None = None,
                    skip=("lm_head",), backend: str = "auto", pad: bool = True, codebook: str = "gaussian",
-                   seed: int = 0, *, poly_degree=DEFAULT_POLY_DEGREE, norm_dtype: torch.dtype = torch.float16,
+                   seed: int = 0, *, residual_codebook: str = "residual-poly", poly_degree=DEFAULT_POLY_DEGREE,
+                   norm_dtype: torch.dtype = torch.float16,
                    device=None, progress: bool = True) -> QuantizationReport:
     """Replace every nn.Linear of ``model`` by a TQLinear, in place, one layer at a time.
 
@@ -128,7 +131,7 @@ def quantize_model(model: nn.Module, bits: int = 4, group_size=128, residual_bit
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _check_config(bits, group_size, residual_bits, codebook)
+    _check_config(bits, group_size, residual_bits, codebook, residual_codebook)
     start = time.perf_counter()
     linears = [(name, m) for name, m in model.named_modules() if type(m) is nn.Linear]
     already = sum(isinstance(m, TQLinear) for m in model.modules())
@@ -169,6 +172,7 @@ def quantize_model(model: nn.Module, bits: int = 4, group_size=128, residual_bit
             + (" ..." if len(skipped) > 5 else "") + "); loosen skip= or pass pad=True")
 
     config = {"bits": bits, "residual_bits": residual_bits, "group_size": group_size, "codebook": codebook,
+              "residual_codebook": residual_codebook if residual_bits else None,
               "seed": seed, "pad": pad, "poly_degree": poly_degree, "norm_dtype": str(norm_dtype).replace("torch.", ""),
               "skip": list((skip,) if isinstance(skip, str) else skip or ())}
     bytes_before = bytes_after = n_weights = 0
@@ -182,7 +186,8 @@ def quantize_model(model: nn.Module, bits: int = 4, group_size=128, residual_bit
         bytes_before += weight.numel() * weight.element_size()
         n_weights += weight.numel()
         qw = quantize(weight if device is None else weight.to(device), bits, group_size, residual_bits, seed,
-                      codebook, poly_degree=poly_degree, norm_dtype=norm_dtype, pad=pad)
+                      codebook, residual_codebook=residual_codebook, poly_degree=poly_degree,
+                      norm_dtype=norm_dtype, pad=pad)
         bias = linear.bias
         if bias is not None and device is not None:
             bias = bias.to(device)

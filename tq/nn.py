@@ -86,8 +86,8 @@ class TQLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear, bits: int = 4, group_size=128, residual_bits: int | None = None,
                     backend: str = "auto", codebook: str = "gaussian", seed: int = 0, *,
-                    poly_degree=DEFAULT_POLY_DEGREE, norm_dtype: torch.dtype = torch.float16,
-                    pad: bool = True) -> "TQLinear":
+                    residual_codebook: str = "residual-poly", poly_degree=DEFAULT_POLY_DEGREE,
+                    norm_dtype: torch.dtype = torch.float16, pad: bool = True) -> "TQLinear":
         """Quantize ``linear.weight`` (arguments as ``tq.quantize``) and keep ``linear.bias``."""
         if not isinstance(linear, nn.Linear):
             raise TypeError(f"from_linear needs a torch.nn.Linear, got {type(linear).__name__}")
@@ -95,7 +95,8 @@ class TQLinear(nn.Module):
             raise ValueError("linear.weight is on the meta device (no values to quantize); "
                              "load the weights first, or use tq.load_quantized for a quantized checkpoint")
         qw = quantize(linear.weight.detach(), bits, group_size, residual_bits, seed, codebook,
-                      poly_degree=poly_degree, norm_dtype=norm_dtype, pad=pad)
+                      residual_codebook=residual_codebook, poly_degree=poly_degree, norm_dtype=norm_dtype,
+                      pad=pad)
         return cls(qw, linear.bias, backend=backend)
 
     # -- the quantized weight, rebuilt from the current buffers ------------------------

@@ -21,9 +21,11 @@ import torch
 from . import packing
 from .codebook import DEFAULT_POLY_DEGREE, KINDS, get_codebook
 from .format import NORM_DTYPES, QuantizedPass, QuantizedWeight, validate
+from .residual import get_residual_codebook
 from .rotation import is_power_of_two, largest_power_of_two_divisor, rotate_torch, unrotate_torch
 
 MIN_GROUP_SIZE = packing.PACK_BLOCK
+RESIDUAL_CHOICES = ("residual-poly", "residual", "gaussian")
 FLOAT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64)
 # Rows are quantized in chunks of about this many elements so that the float32
 # temporaries stay around 64 MB whatever the weight's size.
@@ -100,8 +102,18 @@ def _quantize_pass(target: torch.Tensor, codebook, norm_dtype, g: int):
     return idx, stored, recon
 
 
+def _residual_codebook(parent, bits: int, g: int, kind: str, choice: str, poly_degree):
+    if choice != "gaussian":
+        return get_residual_codebook(parent, bits, g, polynomial=choice == "residual-poly",
+                                     poly_degree=poly_degree)
+    # The first pass's error is not a rotated unit vector, so the sphere marginal does not
+    # describe it and the legacy choice is the Gaussian counterpart of the kind.  Measured on
+    # experiments/quality's weights with a beta first pass: 3-11% better at 4+4 than a beta one.
+    return get_codebook(kind.replace("beta", "gaussian"), bits, poly_degree=poly_degree)
+
+
 def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = None, seed: int = 0,
-             codebook: str = "gaussian", *, poly_degree=DEFAULT_POLY_DEGREE,
+             codebook: str = "gaussian", *, residual_codebook: str = "residual-poly", poly_degree=DEFAULT_POLY_DEGREE,
              norm_dtype: torch.dtype = torch.float16, pad: bool = True) -> QuantizedWeight:
     """Quantize an N x K weight (out_features x in_features) with TurboQuant.
 
@@ -110,6 +122,11 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
         divide is zero-padded (``pad=False`` refuses instead).
     codebook: "gaussian", "beta" (exact unit-sphere marginal for dimension G),
         "gaussian-poly" or "beta-poly" (odd polynomial levels of ``poly_degree``).
+    residual_codebook: levels for the residual pass.  "residual-poly" (default): an odd
+        polynomial of ``poly_degree`` fitted to the residual's own source (residual.py);
+        "residual": Lloyd-Max levels for that source (a few % lower error, but no short
+        polynomial reproduces them, so the cuTile word decode cannot take them);
+        "gaussian": the Gaussian counterpart of ``codebook`` (the only choice before).
     norm_dtype: torch.float16 (default, 16 bits per group) or torch.float32.
     """
     weight = check_weight(weight)
@@ -117,6 +134,8 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
     _check_bits("residual_bits", residual_bits, allow_none=True)
     if codebook not in KINDS:
         raise ValueError(f"codebook must be one of {KINDS}, got {codebook!r}")
+    if residual_codebook not in RESIDUAL_CHOICES:
+        raise ValueError(f"residual_codebook must be one of {RESIDUAL_CHOICES}, got {residual_codebook!r}")
     if norm_dtype not in NORM_DTYPES.values():
         raise ValueError(f"norm_dtype must be torch.float16 or torch.float32, got {norm_dtype}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -124,14 +143,10 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
     n, k = weight.shape
     g, k_pad, block, full_row = resolve_group(k, group_size, pad)
     bit_list = [int(bits)] + ([int(residual_bits)] if residual_bits else [])
-    # The residual of a first pass is not a rotated unit vector (its coordinates are spread
-    # over the first codebook's cells), so the sphere marginal does not describe it: the
-    # residual pass uses the Gaussian counterpart of the chosen kind.  Measured on
-    # experiments/quality's weights with a beta first pass: a Gaussian residual codebook is
-    # 3-11% better at 4+4 and 0.3-1% worse at 2+2 and 3+2 than a beta one.
-    residual_kind = codebook.replace("beta", "gaussian")
-    codebooks = [get_codebook(kind, b, dimension=g, poly_degree=poly_degree)
-                 for kind, b in zip([codebook, residual_kind], bit_list)]
+    codebooks = [get_codebook(codebook, bit_list[0], dimension=g, poly_degree=poly_degree)]
+    if residual_bits:
+        codebooks.append(_residual_codebook(codebooks[0], bit_list[1], g, codebook, residual_codebook,
+                                            poly_degree))
 
     n_groups = k_pad // g
     indices = [torch.empty((n, k_pad), dtype=torch.int32, device=weight.device) for _ in bit_list]

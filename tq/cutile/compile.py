@@ -142,12 +142,29 @@ def words_terms(bits: int, bound: str) -> int:
     return fit(np.asarray(get_codebook("gaussian", bits).levels, dtype=np.float64), bits, bound)[0].size
 
 
-def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None, bound="bf16"):
+@functools.lru_cache(maxsize=None)
+def residual_words_terms(bits: int, residual: int, bound: str) -> int:
+    """Horner terms of the word decode's fit of the default residual codebook (`residual-poly`,
+    tq/residual.py) after a `bits`-bit Lloyd-Max pass at G = 128: 3 for 4-bit, 1 for 2-bit
+    (its levels are uniform there); other group sizes fit with the same."""
+    import math
+
+    import numpy as np
+    from ..codebook import get_codebook
+    from ..residual import get_residual_codebook
+    from .wordlevels import fit
+    cb = get_residual_codebook(get_codebook("gaussian", bits), residual, 128, polynomial=True)
+    return fit(np.asarray(cb.levels, dtype=np.float64) / math.sqrt(128), residual, bound)[0].size
+
+
+def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None, bound="bf16",
+                   residual_terms=None):
     # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
     # terms under `bound`; main_terms: the first pass's own (the 4-bit polynomial codebooks fit
-    # with 3; residual passes are always Lloyd-Max)
+    # with 3); residual_terms: the residual pass's (default: the default residual codebook's;
+    # words_terms(residual, bound) for residual_codebook="gaussian")
     pa, ta = bits, main_terms or words_terms(bits, bound)
-    pb, tbt = (residual, words_terms(residual, bound)) if residual else (0, 0)
+    pb, tbt = (residual, residual_terms or residual_words_terms(bits, residual, bound)) if residual else (0, 0)
     label = f"{bits}" + (f"+{residual}" if residual else "") + f"-bit T={ta}" + (f",{tbt}" if residual else "")
     ng = ng or 1
     name = (f"words {label} {dtype} TN=128 TK={tk} NG={ng} TB={tb} SPLIT={split}{' bias' if bias else ''}"
@@ -209,14 +226,22 @@ def variants(which: str = "default") -> list[Variant]:
                                                           ("bfloat16", "float16"), (128, 64, 32)):
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs"))
             out.append(_dequant_variant(bits, res, kind == "poly", dt, tk, pairs=kind == "pairs", unrotate=True))
+        seen = set()
         # (main terms, bound): the Lloyd-Max fits under each bound (strict differs only where a
-        # pass is 4-bit) and the 4-bit polynomial codebooks' 3 terms
-        for (bits, res), (tk, ng), tb, sp, bias, (mt, bound) in itertools.product(
+        # pass is 4-bit) and the 4-bit polynomial codebooks' 3 terms; each residual configuration
+        # with the default residual codebook's terms and with the Gaussian one's
+        for (bits, res), (tk, ng), tb, sp, bias, (mt, bound), gauss in itertools.product(
                 ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), ((64, 1), (128, 1), (256, 1), (256, 2)),
-                (8, 16), (1, 2, 4, 8), (False, True), ((None, "bf16"), (3, "bf16"), (None, "strict"))):
+                (8, 16), (1, 2, 4, 8), (False, True), ((None, "bf16"), (3, "bf16"), (None, "strict")),
+                (False, True)):
             if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4) \
-                    and (bound == "bf16" or 4 in (bits, res)):
-                out.append(_words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt, ng=ng, bound=bound))
+                    and (bound == "bf16" or 4 in (bits, res)) and (res or not gauss):
+                rt = words_terms(res, bound) if gauss else None
+                v = _words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt, ng=ng, bound=bound,
+                                   residual_terms=rt)
+                if v.name not in seen:   # (both bounds give some configurations the same terms)
+                    seen.add(v.name)
+                    out.append(v)
         for r, tk, tb, pp in itertools.product((64, 128, 256), (64, 128, 256), (8, 16), ((4, 0), (2, 0), (4, 2))):
             if tk >= min(128, r):
                 out.append(_rotate_words_variant("bfloat16", r, tk, tb, *pp))
@@ -282,6 +307,9 @@ def variants(which: str = "default") -> list[Variant]:
     # TQ_CUTILE_WORDS_BOUND=strict: 5 terms for the 4-bit Lloyd-Max levels
     out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2, bound="strict"))
     out.append(_words_variant(4, 4, "bfloat16", 128, 8, 1, True, exact=False, bound="strict"))
+    # residual_codebook="gaussian": the Gaussian residual's own terms (4 at 4-bit, 2 at 2-bit)
+    out.append(_words_variant(4, 4, "bfloat16", 256, 16, 4, False, ng=2, residual_terms=words_terms(4, "bf16")))
+    out.append(_words_variant(4, 2, "bfloat16", 256, 8, 1, True, ng=2, residual_terms=words_terms(2, "bf16")))
     for i, (r, tk, pp) in enumerate(((64, 64, (4, 0)), (128, 256, (4, 2)), (128, 256, (4, 0)), (128, 128, (4, 0)),
                                      (256, 256, (2, 0)), (256, 256, (4, 2)))):
         out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))

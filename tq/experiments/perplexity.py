@@ -21,6 +21,8 @@ Configurations (comma-separated):
     4g128, 4row, 2g64           TurboQuant: bits, then g<group size> or "row" (one group per row)
     4+4g128, 3+2g128            TurboQuant with a residual pass of the second number of bits
     4g128-gaussian-poly         ... with another codebook kind (gaussian, beta, gaussian-poly, beta-poly)
+    3+2g128@gaussian            ... with another residual codebook (residual-poly, the default;
+                                residual; gaussian: the first kind's Gaussian counterpart)
     rtn4g128, rtn4g64           round-to-nearest int, bits and group size (tq.baselines.rtn)
     nf4, nf4b64                 NormalFloat-4 with blocks of 64 (default) values (tq.baselines.nf4)
 
@@ -76,9 +78,10 @@ class Config:
     residual_bits: int | None = None
     group_size: int | str | None = None     # int, or "row"
     codebook: str = "gaussian"
+    residual_codebook: str = "residual-poly"
 
 
-_TQ = re.compile(r"^(\d)(?:\+(\d))?(?:g(\d+)|(row))(?:-([a-z-]+))?$")
+_TQ = re.compile(r"^(\d)(?:\+(\d))?(?:g(\d+)|(row))(?:-([a-z-]+))?(?:@([a-z-]+))?$")
 _RTN = re.compile(r"^rtn(\d)g(\d+)$")
 _NF4 = re.compile(r"^nf4(?:b(\d+))?$")
 
@@ -86,18 +89,23 @@ _NF4 = re.compile(r"^nf4(?:b(\d+))?$")
 def parse_config(name: str) -> Config:
     """One configuration name (see the module docstring) -> Config; ValueError says the grammar."""
     from ..codebook import KINDS
+    from ..quantize import RESIDUAL_CHOICES
 
     s = name.strip()
     if s in FULL_PRECISION:
         return Config(s, "full", dtype=FULL_PRECISION[s])
     m = _TQ.match(s)
     if m:
-        bits, rbits, group, row, codebook = m.groups()
+        bits, rbits, group, row, codebook, residual = m.groups()
         codebook = codebook or "gaussian"
         if codebook not in KINDS:
             raise ValueError(f"configuration {name!r}: codebook {codebook!r} is not one of {KINDS}")
+        if residual is not None and (not rbits or residual not in RESIDUAL_CHOICES):
+            raise ValueError(f"configuration {name!r}: @{residual} names the residual codebook, one of "
+                             f"{RESIDUAL_CHOICES}, and needs a residual pass (e.g. 3+2g128@gaussian)")
         return Config(s, "tq", bits=int(bits), residual_bits=int(rbits) if rbits else None,
-                      group_size="row" if row else int(group), codebook=codebook)
+                      group_size="row" if row else int(group), codebook=codebook,
+                      residual_codebook=residual or RESIDUAL_CHOICES[0])
     m = _RTN.match(s)
     if m:
         return Config(s, "rtn", bits=int(m.group(1)), group_size=int(m.group(2)))
@@ -105,7 +113,7 @@ def parse_config(name: str) -> Config:
     if m:
         return Config(s, "nf4", bits=4, group_size=int(m.group(1) or 64))
     raise ValueError(f"unknown configuration {name!r}: use fp32/bf16/fp16, TurboQuant BITS[+RESIDUAL](gG|row)"
-                     f"[-CODEBOOK] (e.g. 4g128, 4+4g128, 4row, 4g128-gaussian-poly), rtnBITSgG (e.g. rtn4g128) "
+                     f"[-CODEBOOK][@RESIDUAL_CODEBOOK] (e.g. 4g128, 4+4g128, 4row, 4g128-gaussian-poly, 3+2g128@gaussian), rtnBITSgG (e.g. rtn4g128) "
                      f"or nf4[bBLOCK]")
 
 
@@ -231,8 +239,10 @@ def _linears(model: nn.Module, skip) -> list[str]:
     return [n for n, m in model.named_modules() if type(m) is nn.Linear and not matches(n, skip)]
 
 
-def apply_config(base: nn.Module, config: Config, skip=("lm_head",), device="cpu", progress: bool = True):
-    """(a model for ``config`` built from a copy of ``base``, info dict with bits/weight and sizes)."""
+def apply_config(base: nn.Module, config: Config, skip=("lm_head",), device="cpu", progress: bool = True,
+                 seed: int = 0):
+    """(a model for ``config`` built from a copy of ``base``, info dict with bits/weight and sizes);
+    ``seed``: TurboQuant's rotation seed."""
     from .. import baselines
     from ..model import model_bytes, quantize_model
 
@@ -245,7 +255,8 @@ def apply_config(base: nn.Module, config: Config, skip=("lm_head",), device="cpu
         model = copy.deepcopy(base).to(device)
         report = quantize_model(model, bits=config.bits, group_size=None if config.group_size == "row"
                                 else config.group_size, residual_bits=config.residual_bits, skip=skip,
-                                codebook=config.codebook, progress=progress)
+                                codebook=config.codebook, residual_codebook=config.residual_codebook,
+                                seed=seed, progress=progress)
         sizes = model_bytes(model)
         info = {"bits_per_weight": report.bits_per_weight, "linear_bytes": report.bytes_after,
                 "layers_quantized": len(report.quantized), "layers_skipped": report.skipped}
@@ -320,6 +331,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--configs", default=DEFAULT_CONFIGS, help=f"comma-separated (default {DEFAULT_CONFIGS})")
     add_scoring_arguments(p)
     p.add_argument("--skip", default="lm_head", help="comma-separated module-name patterns left in full precision")
+    p.add_argument("--seed", type=int, default=0, help="TurboQuant's rotation seed (default 0)")
     p.add_argument("--out", default=None, help="directory for results.md and results.json")
     return p
 
@@ -356,7 +368,7 @@ def main(argv=None) -> int:
           f"max windows {args.max_windows or 'all'}")
     rows, baseline = [], None
     for config in configs:
-        model, info = apply_config(base, config, skip=skip, device=args.device)
+        model, info = apply_config(base, config, skip=skip, device=args.device, seed=args.seed)
         result = perplexity(model, ids, args.window, args.stride, args.max_windows or None, args.batch_size,
                             args.device)
         del model
@@ -377,7 +389,7 @@ def main(argv=None) -> int:
         meta = {"command": "python -m tq.experiments.perplexity " + " ".join(sys.argv[1:] if argv is None else argv),
                 "model": source, "data": args.data, "data_tokens": len(ids), "window": args.window,
                 "stride": args.stride, "max_windows": args.max_windows, "batch_size": args.batch_size,
-                "skip": list(skip), "device": args.device, "environment": environment()}
+                "skip": list(skip), "device": args.device, "seed": args.seed, "environment": environment()}
         with open(os.path.join(args.out, "results.json"), "w") as f:
             json.dump({"meta": meta, "rows": rows}, f, indent=1, default=str)
         with open(os.path.join(args.out, "results.md"), "w") as f:

@@ -11,7 +11,8 @@ quantized and reconstructed, and over the whole set
 
 Methods (each at every --bits and --group-size):
 - TurboQuant ``tq.quantize`` plain, one per --codebooks kind, and residual
-  (--residual pairs such as 4+4, same codebooks and group sizes);
+  (--residual pairs such as 4+4, same codebooks and group sizes, one per
+  --residual-codebooks choice of the residual pass's levels);
 - RTN: ``tq.baselines.rtn`` asymmetric integers with float16 scale and zero per group;
 - NF4: ``tq.baselines.nf4`` with a block size equal to each group size (4-bit only,
   run when 4 is among --bits).
@@ -38,9 +39,13 @@ import torch
 import tq
 from tq import baselines
 from tq.codebook import KINDS
+from tq.quantize import RESIDUAL_CHOICES
+
+DEFAULT_RESIDUAL = RESIDUAL_CHOICES[0]
 from tq.experiments import weights as weight_sets
 
-CSV_FIELDS = ("weight_set", "method", "curve", "family", "codebook", "bits", "residual_bits", "group_size",
+CSV_FIELDS = ("weight_set", "method", "curve", "family", "codebook", "residual_codebook", "bits", "residual_bits",
+              "group_size",
               "bits_per_weight", "nmse", "max_layer_nmse", "n_layers", "n_weights", "seconds")
 # The comparison the README quotes: TurboQuant 4-bit g128 against RTN int4 g128.
 TARGET = {"family": "turboquant", "bits": 4, "residual_bits": None, "group_size": 128}
@@ -54,12 +59,19 @@ class Method:
     group_size: int                 # NF4: the block size
     residual_bits: int | None = None
     codebook: str | None = None     # TurboQuant only
+    residual_codebook: str | None = None    # TurboQuant with residual_bits only
+
+    @property
+    def _residual_tag(self) -> str:
+        # (the default residual codebook keeps the plain names, so curves compare across runs)
+        rc = self.residual_codebook
+        return f" [{rc} residual]" if self.residual_bits and rc != DEFAULT_RESIDUAL else ""
 
     @property
     def label(self) -> str:
         if self.family == "turboquant":
             cfg = f"{self.bits}+{self.residual_bits}" if self.residual_bits else f"{self.bits}-bit"
-            return f"TQ {self.codebook} {cfg} g{self.group_size}"
+            return f"TQ {self.codebook} {cfg} g{self.group_size}{self._residual_tag}"
         if self.family == "rtn":
             return f"RTN int{self.bits} g{self.group_size}"
         return f"NF4 block {self.group_size}"
@@ -69,7 +81,7 @@ class Method:
         """The rate-distortion curve this point belongs to (bits vary along it)."""
         if self.family == "turboquant":
             kind = "residual" if self.residual_bits else "plain"
-            return f"TQ {self.codebook} {kind} g{self.group_size}"
+            return f"TQ {self.codebook} {kind} g{self.group_size}{self._residual_tag}"
         if self.family == "rtn":
             return f"RTN g{self.group_size}"
         return "NF4"            # block size varies along it
@@ -77,7 +89,8 @@ class Method:
     def apply(self, w: torch.Tensor, seed: int) -> tuple[torch.Tensor, float]:
         """(float32 W_hat, stored bits) for one weight."""
         if self.family == "turboquant":
-            qw = tq.quantize(w, self.bits, self.group_size, self.residual_bits, seed, self.codebook)
+            extra = {"residual_codebook": self.residual_codebook} if self.residual_bits else {}
+            qw = tq.quantize(w, self.bits, self.group_size, self.residual_bits, seed, self.codebook, **extra)
             return tq.dequantize(qw, torch.float32), 8.0 * qw.nbytes
         if self.family == "rtn":
             w_hat, bpw = baselines.rtn(w, self.bits, self.group_size)
@@ -86,12 +99,13 @@ class Method:
         return w_hat, bpw * w.numel()
 
 
-def build_methods(bits, group_sizes, codebooks, residual, nf4=True) -> list[Method]:
+def build_methods(bits, group_sizes, codebooks, residual, nf4=True,
+                  residual_codebooks=(DEFAULT_RESIDUAL,)) -> list[Method]:
     methods = []
     for g in group_sizes:
         for kind in codebooks:
             methods += [Method("turboquant", b, g, None, kind) for b in bits]
-            methods += [Method("turboquant", b, g, r, kind) for b, r in residual]
+            methods += [Method("turboquant", b, g, r, kind, rc) for rc in residual_codebooks for b, r in residual]
         methods += [Method("rtn", b, g) for b in bits]
     if nf4 and baselines.NF4_BITS in bits:
         methods += [Method("nf4", baselines.NF4_BITS, g) for g in group_sizes]
@@ -123,7 +137,7 @@ def measure(weight_set, methods, seed: int = 0, log=None) -> list[dict]:
         a = acc[m]
         rows.append({
             "weight_set": weight_set.name, "method": m.label, "curve": m.curve, "family": m.family,
-            "codebook": m.codebook, "bits": m.bits, "residual_bits": m.residual_bits,
+            "codebook": m.codebook, "residual_codebook": m.residual_codebook, "bits": m.bits, "residual_bits": m.residual_bits,
             "group_size": m.group_size, "bits_per_weight": a["bits"] / n,
             "nmse": a["err"] / total_sq, "max_layer_nmse": a["worst"],
             "n_layers": len(weight_set.layers), "n_weights": n, "seconds": round(a["seconds"], 3),
@@ -352,6 +366,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"TurboQuant codebook kinds, from {', '.join(KINDS)} (default gaussian,beta,gaussian-poly)")
     p.add_argument("--residual", type=_residual, default=[(2, 2), (3, 2), (4, 4)],
                    help="TurboQuant residual configurations MAIN+RESIDUAL, or 'none' (default 2+2,3+2,4+4)")
+    p.add_argument("--residual-codebooks", default=DEFAULT_RESIDUAL,
+                   help=f"residual-pass codebooks, from {', '.join(RESIDUAL_CHOICES)} (default {DEFAULT_RESIDUAL})")
     p.add_argument("--no-nf4", action="store_true", help="leave NF4 out")
     p.add_argument("--synthetic-shape", type=_shape, default=weight_sets.DEFAULT_SYNTHETIC_SHAPE,
                    help="N x K of the synthetic weights (default 384x1536)")
@@ -374,7 +390,12 @@ def main(argv=None) -> int:
             weight_sets.check_available(name)
     except (weight_sets.MissingWeightsError, ValueError) as e:
         raise SystemExit(f"error: {e}") from None
-    methods = build_methods(args.bits, args.group_size, codebooks, args.residual, nf4=not args.no_nf4)
+    residual_codebooks = [c.strip() for c in args.residual_codebooks.split(",") if c.strip()]
+    bad = [c for c in residual_codebooks if c not in RESIDUAL_CHOICES]
+    if bad or not residual_codebooks:
+        raise SystemExit(f"error: unknown residual codebook(s) {bad}; choose from {', '.join(RESIDUAL_CHOICES)}")
+    methods = build_methods(args.bits, args.group_size, codebooks, args.residual, nf4=not args.no_nf4,
+                            residual_codebooks=residual_codebooks)
     command = "python -m tq.experiments.quality " + " ".join(argv if argv is not None else sys.argv[1:])
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     rows, comparisons = [], []
