@@ -423,21 +423,24 @@ def test_words_parity(bits, residual, group, codebook):
 
 @pytest.mark.gpu
 @needs_gpu
-@pytest.mark.parametrize("bits, residual, codebook", [(4, None, "gaussian"), (4, 4, "gaussian"), (4, None, "beta")])
-def test_words_bounds_against_bf16_dequant(monkeypatch, bits, residual, codebook):
+@pytest.mark.parametrize("bits, residual, codebook, residual_codebook, margin", [
+    (4, None, "gaussian", None, 1.1), (4, 4, "gaussian", "residual-poly", 1.1), (4, 4, "gaussian", "gaussian", 1.1),
+    (4, None, "beta", None, 1.2)])
+def test_words_bounds_against_bf16_dequant(monkeypatch, bits, residual, codebook, residual_codebook, margin):
     # Both level bounds on one weight and batch: "strict" (5 terms) is the more accurate, and the
     # default "bf16" (4 terms) stays close to a bf16 dequant's error (the levels rounded to bf16,
     # exact products, the output rounded to bf16), which is what the other paths do.  The bound is
     # bf16's average rounding (rms 1.66e-3); a given codebook can round better: Beta g128's levels
     # lose rms 1.21e-3 to bf16, its 4-term fit 1.31e-3, and the H200 measured 1.10x the dequant's
-    # output error there (seventeenth session), Gaussian 0.98x.
+    # output error there (seventeenth session): its margin is 1.2x, Gaussian's (0.98x) 1.1x.
     import dataclasses
     import tq.cutile as tqc
     seed = _seed()
     g = torch.Generator().manual_seed(seed)
     n, k = 1024 + 128 * (seed % 4), 4096
+    extra = {"residual_codebook": residual_codebook} if residual else {}
     qw = tq.quantize(torch.randn(n, k, generator=g).cuda(), bits=bits, group_size=128, residual_bits=residual,
-                     codebook=codebook, seed=seed % 1000)
+                     codebook=codebook, seed=seed % 1000, **extra)
     x = torch.randn(16, k, generator=g).to(torch.bfloat16).cuda()
     ref = matmul_float64(x, qw)
     qb = dataclasses.replace(qw, passes=[dataclasses.replace(p, levels=p.levels.to(torch.bfloat16).float())
@@ -449,7 +452,7 @@ def test_words_bounds_against_bf16_dequant(monkeypatch, bits, residual, codebook
         errs[bound] = _rel(tqc.matmul(x, qw), ref)
         plan = next(p for key, p in d.weight_data(qw).plans.items() if p.rotate_form == "words" and bound in key)
         assert plan.fused_consts[1] == terms
-    assert errs["strict"] < errs["bf16"] < 1.2 * dq, f"seed={seed}: {errs} bf16 dequant {dq:.2e}"
+    assert errs["strict"] < errs["bf16"] < margin * dq, f"seed={seed}: {errs} bf16 dequant {dq:.2e}"
 
 
 @pytest.mark.gpu

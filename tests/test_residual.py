@@ -45,7 +45,7 @@ def test_matched_codebook_beats_the_gaussian_one(gen, bits, residual, gain):
 
 def test_lloyd_max_levels_are_centroids_of_their_cells():
     parent = get_codebook("gaussian", 4)
-    cb = get_residual_codebook(parent, 4, 128)
+    cb = get_residual_codebook(parent, 4, 128, polynomial=False)
     src = residual_source(parent_key(parent.levels), 128)
     edges = np.concatenate([[-src.support], cb.thresholds, [src.support]])
     m0, m1, _ = src.moments(edges)
@@ -66,7 +66,7 @@ def test_global_start_escapes_the_local_optimum(bits, group):
     plain = expected_mse(_lloyd_max(bits, src), src)
     start = _optimal_start(src, bits)
     assert expected_mse(start, src) < plain
-    assert get_residual_codebook(parent, bits, group).expected_mse < 0.98 * plain
+    assert get_residual_codebook(parent, bits, group, polynomial=False).expected_mse < 0.98 * plain
 
 
 def test_sample_is_deterministic_and_unit_mean_square():
@@ -79,7 +79,7 @@ def test_sample_is_deterministic_and_unit_mean_square():
     assert np.all(w1 > 0)
 
 
-def test_save_load_keeps_the_residual_codebook(tmp_path, gen):
+def test_save_load_keeps_the_residual_codebook(tmp_path, gen, monkeypatch):
     w = torch.randn(40, 320, generator=gen)
     for choice in ("residual-poly", "residual"):
         qw = tq.quantize(w, 4, 64, residual_bits=3, residual_codebook=choice)
@@ -90,9 +90,44 @@ def test_save_load_keeps_the_residual_codebook(tmp_path, gen):
         assert cb2.kind == choice and cb2.dimension == 64
         np.testing.assert_array_equal(back.passes[1].levels.numpy(), qw.passes[1].levels.numpy())
         assert cb2.poly_coefficients == cb.poly_coefficients
-        # (stored levels are float32; the sampled source is the same one, from the float32 parent)
-        assert cb2.expected_mse == pytest.approx(cb.expected_mse, rel=1e-5)
-        torch.testing.assert_close(tq.dequantize(back), tq.dequantize(qw), rtol=0, atol=0)
+        assert cb2.expected_mse == cb.expected_mse          # stored in the header: no sampling on load
+        # a header without the stored number (written before it was stored) samples the source
+        # again, from the float32 parent levels the quantizer applied: the same source
+        header = tq.format._header(qw)
+        del header["passes"][1]["expected_mse"]
+        again = tq.format.from_state(header, tq.format.state_tensors(qw)).passes[1].codebook
+        assert again.expected_mse == pytest.approx(cb.expected_mse, rel=1e-6)   # (levels in float32)
+    import tq.format as fmt
+    monkeypatch.setattr(fmt, "residual_source", lambda *a: pytest.fail("sampled on load"))
+    tq.load(tmp_path / "residual-poly.safetensors")
+
+
+def _tampered(qw, **changes):
+    header = tq.format._header(qw)
+    header["passes"][1].update(changes)
+    return header, tq.format.state_tensors(qw)
+
+
+def test_load_refuses_inconsistent_residual_headers(gen):
+    qw = tq.quantize(torch.randn(24, 256, generator=gen), 4, 64, residual_bits=4)
+    coef = list(qw.passes[1].codebook.poly_coefficients)
+    cases = [
+        (dict(dimension=1 << 40), "dimension must be the group size 64"),   # (would sample 2^40 coordinates)
+        (dict(dimension=128), "dimension must be the group size 64"),
+        (dict(dimension=None), "dimension must be the group size 64"),
+        (dict(poly_coefficients=[coef[0] * 1.01] + coef[1:]), "do not reproduce the stored levels"),
+        (dict(poly_coefficients=None), "needs polynomial coefficients"),
+        (dict(codebook="residual"), "has no polynomial coefficients"),
+    ]
+    for change, message in cases:
+        with pytest.raises(tq.FormatError, match=message):
+            tq.format.from_state(*_tampered(qw, **change))
+    # the first pass's polynomial is checked the same way (any -poly kind)
+    qp = tq.quantize(torch.randn(24, 256, generator=gen), 4, 64, codebook="gaussian-poly")
+    header = tq.format._header(qp)
+    header["passes"][0]["poly_coefficients"][1] *= 1.001
+    with pytest.raises(tq.FormatError, match="pass 0 codebook: the polynomial coefficients"):
+        tq.format.from_state(header, tq.format.state_tensors(qp))
 
 
 def test_gaussian_choice_keeps_the_gaussian_counterpart(gen):
@@ -133,7 +168,7 @@ def test_load_refuses_a_residual_kind_in_the_first_pass(gen):
         tq.format.from_state(header, tq.format.state_tensors(qw))
     header = tq.format._header(qw)
     header["passes"][1]["dimension"] = None
-    with pytest.raises(tq.FormatError, match="needs its group size"):
+    with pytest.raises(tq.FormatError, match="pass 1 codebook: a 'residual-poly' codebook's dimension must be"):
         tq.format.from_state(header, tq.format.state_tensors(qw))
 
 

@@ -70,7 +70,10 @@ class Codebook:
         return 0.5 * (self.levels[1:] + self.levels[:-1])
 
     def describe(self) -> str:
-        src = "N(0,1)" if self.dimension is None else f"unit-sphere marginal, d={self.dimension}"
+        if self.kind.startswith("residual"):
+            src = f"residual of a first pass, G={self.dimension}"
+        else:
+            src = "N(0,1)" if self.dimension is None else f"unit-sphere marginal, d={self.dimension}"
         return f"{self.kind} {self.bits}-bit ({src}), expected MSE {self.expected_mse:.6g}"
 
 
@@ -283,16 +286,30 @@ def _cached_codebook(kind: str, bits: int, dimension: int | None, poly_degree) -
 
 
 def codebook_from_levels(kind: str, bits: int, levels, dimension: int | None = None,
-                         poly_coefficients=None, source=None) -> Codebook:
+                         poly_coefficients=None, source=None, expected=None) -> Codebook:
     """Rebuild a codebook from stored levels (used when loading a file).  ``source`` replaces the
-    kind's closed-form source for ``expected_mse`` (the residual kinds' sampled one)."""
+    kind's closed-form source for ``expected_mse`` (the residual kinds' sampled one); ``expected``
+    gives it outright (a stored number, no source needed)."""
     levels = np.asarray(levels, dtype=np.float64).copy()
     if levels.shape != (1 << bits,):
         raise ValueError(f"a {bits}-bit codebook needs {1 << bits} levels, got shape {levels.shape}")
     if not np.all(np.isfinite(levels)) or np.any(np.diff(levels) <= 0):
         raise ValueError("codebook levels must be finite and strictly increasing")
-    levels.setflags(write=False)
-    source = _source(kind, dimension) if source is None else source
     coeffs = None if poly_coefficients is None else tuple(float(c) for c in poly_coefficients)
-    return Codebook(kind=kind, bits=bits, levels=levels, expected_mse=expected_mse(levels, source),
+    if kind.endswith("-poly") != (coeffs is not None):
+        raise ValueError(f"a {kind!r} codebook {'needs' if coeffs is None else 'has no'} polynomial coefficients")
+    if coeffs is not None:
+        # The kernels evaluate the coefficients, the reference reads the levels: they must agree
+        # (to the float32 rounding of the stored levels), or backends would disagree silently.
+        if not 1 <= len(coeffs) <= 1 << (bits - 1) or not np.all(np.isfinite(coeffs)):
+            raise ValueError(f"a {bits}-bit polynomial codebook needs 1..{1 << (bits - 1)} finite coefficients, "
+                             f"got {len(coeffs)}")
+        poly = poly_basis(bits, len(coeffs)) @ np.asarray(coeffs)
+        if np.max(np.abs(poly - levels)) > 1e-6 * np.max(np.abs(levels)):
+            raise ValueError("the polynomial coefficients do not reproduce the stored levels")
+    levels.setflags(write=False)
+    if expected is None:
+        source = _source(kind, dimension) if source is None else source
+        expected = expected_mse(levels, source)
+    return Codebook(kind=kind, bits=bits, levels=levels, expected_mse=float(expected),
                     dimension=dimension, poly_coefficients=coeffs)

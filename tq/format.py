@@ -196,6 +196,9 @@ def _header(qw: QuantizedWeight) -> dict:
             "bits": p.bits, "codebook": p.codebook.kind, "dimension": p.codebook.dimension,
             "poly_coefficients": list(p.codebook.poly_coefficients) if p.codebook.is_polynomial else None,
             "norm_dtype": dtype_name(p.norms.dtype), "n_planes": len(p.planes),
+            # (a residual kind's expected error comes from a sampled source: stored, so that
+            # loading needs no sampling)
+            **({"expected_mse": p.codebook.expected_mse} if p.codebook.kind in RESIDUAL_KINDS else {}),
         } for p in qw.passes],
     }
 
@@ -246,14 +249,18 @@ def from_state(header: dict | str, tensors: dict, prefix: str = "", device=None)
             if levels.dtype != torch.float32 or tuple(levels.shape) != (1 << bits,):
                 raise err(f"pass {i} levels: expected float32 ({1 << bits},), got {levels.dtype} {tuple(levels.shape)}")
             try:
-                source = None
+                source = expected = None
                 if kind in RESIDUAL_KINDS:
                     dim = ph.get("dimension")
-                    if not isinstance(dim, int) or dim < 2:
-                        raise err(f"pass {i}: a {kind!r} codebook needs its group size as dimension, got {dim!r}")
-                    source = residual_source(parent_key(passes[0].levels.numpy()), dim)
+                    if dim != int(h["group_size"]) or isinstance(dim, bool):
+                        raise ValueError(f"a {kind!r} codebook's dimension must be the group size "
+                                         f"{h['group_size']}, got {dim!r}")
+                    expected = ph.get("expected_mse")
+                    if not isinstance(expected, float) or not 0.0 <= expected < float("inf"):
+                        expected = None
+                        source = residual_source(parent_key(passes[0].levels.numpy()), dim)
                 cb = codebook_from_levels(kind, bits, levels.double().numpy(), ph.get("dimension"),
-                                          ph.get("poly_coefficients"), source=source)
+                                          ph.get("poly_coefficients"), source=source, expected=expected)
             except ValueError as e:
                 raise err(f"pass {i} codebook: {e}") from None
             passes.append(QuantizedPass(

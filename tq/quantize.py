@@ -121,7 +121,8 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
     group_size: power of two >= 32 or None for one group per row; K that G does not
         divide is zero-padded (``pad=False`` refuses instead).
     codebook: "gaussian", "beta" (exact unit-sphere marginal for dimension G),
-        "gaussian-poly" or "beta-poly" (odd polynomial levels of ``poly_degree``).
+        "gaussian-poly" or "beta-poly" (odd polynomial levels of ``poly_degree``, which also
+        sets the degree of a "residual-poly" residual pass, whatever the first kind).
     residual_codebook: levels for the residual pass.  "residual-poly" (default): an odd
         polynomial of ``poly_degree`` fitted to the residual's own source (residual.py);
         "residual": Lloyd-Max levels for that source (a few % lower error, but no short

@@ -4,10 +4,10 @@ A residual pass quantizes e = t - t_hat, the first pass's error, normalized by i
 group norm.  That source is far from Gaussian: inside each first-pass cell the error is
 spread nearly uniformly, past the outer level it has the Gaussian's whole tail, and
 dividing by the group's error norm (not a global sigma) couples the coordinates of a
-group.  For 4-bit Lloyd-Max first passes at G = 128 its kurtosis is about 4.9: a Gaussian
-Lloyd-Max codebook (outer level 2.73) clips the groups whose error one tail coordinate
-dominates (levels out to 6.2 are optimal), and spends its inner levels on a peak that
-is not there.
+group.  After a 4-bit Lloyd-Max pass at G = 128 its kurtosis is about 4.8 (6.1 weighted as
+below): a Gaussian Lloyd-Max codebook (outer level 2.73) clips the groups whose error one
+tail coordinate dominates (the optimal outer level is 6.6), and spends its inner levels on a
+peak that is not there.
 
 It has no closed form, so the source here is a fixed, seeded Monte Carlo sample of
 exactly what the quantizer sees on a rotated group: G coordinates of a uniform random
@@ -138,7 +138,7 @@ def parent_key(levels) -> tuple:
     return tuple(float(v) for v in np.asarray(levels, dtype=np.float32))
 
 
-@functools.lru_cache(maxsize=32)
+@functools.lru_cache(maxsize=2)   # (67 MB each; the fitted codebooks have their own cache)
 def residual_source(parent_levels: tuple, group_size: int) -> _EmpiricalSource:
     """The (cached) residual source of a parent codebook's levels at group size G."""
     return _EmpiricalSource(*residual_samples(parent_levels, group_size), group_size)
@@ -153,10 +153,11 @@ def _check(parent: Codebook, bits, group_size):
         raise ValueError(f"group_size must be an integer >= 2 (the residual's group), got {group_size!r}")
 
 
-def get_residual_codebook(parent: Codebook, bits: int, group_size: int, polynomial: bool = False,
+def get_residual_codebook(parent: Codebook, bits: int, group_size: int, polynomial: bool = True,
                           poly_degree=DEFAULT_POLY_DEGREE) -> Codebook:
-    """Lloyd-Max (``residual``) or odd-polynomial (``residual-poly``) levels for the residual of
-    ``parent`` on groups of ``group_size`` coordinates."""
+    """Odd-polynomial (``residual-poly``, the quantizer's default) or, with ``polynomial=False``,
+    Lloyd-Max (``residual``) levels for the residual of ``parent`` on groups of ``group_size``
+    coordinates."""
     _check(parent, bits, group_size)
     if polynomial:
         _n_poly_terms(int(bits), poly_degree)

@@ -146,7 +146,8 @@ def words_terms(bits: int, bound: str) -> int:
 def residual_words_terms(bits: int, residual: int, bound: str) -> int:
     """Horner terms of the word decode's fit of the default residual codebook (`residual-poly`,
     tq/residual.py) after a `bits`-bit Lloyd-Max pass at G = 128: 3 for 4-bit, 1 for 2-bit
-    (its levels are uniform there); other group sizes fit with the same."""
+    (its levels are uniform there).  4-bit residuals take 3 at every group size; 2-bit ones take
+    2 at G = 64 and, after a 2-bit pass, at G >= 1024 (those compile on first use)."""
     import math
 
     import numpy as np

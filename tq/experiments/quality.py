@@ -63,7 +63,8 @@ class Method:
 
     @property
     def _residual_tag(self) -> str:
-        # (the default residual codebook keeps the plain names, so curves compare across runs)
+        # (the default residual codebook keeps the plain names; runs recorded before the fitted
+        # residual codebooks used those names for the Gaussian residual, which is now tagged)
         rc = self.residual_codebook
         return f" [{rc} residual]" if self.residual_bits and rc != DEFAULT_RESIDUAL else ""
 
