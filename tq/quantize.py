@@ -102,14 +102,14 @@ def _quantize_pass(target: torch.Tensor, codebook, norm_dtype, g: int):
     return idx, stored, recon
 
 
-def _residual_codebook(parent, bits: int, g: int, kind: str, choice: str, poly_degree):
+def _residual_codebook(parent, bits: int, g: int, choice: str, poly_degree):
     if choice != "gaussian":
         return get_residual_codebook(parent, bits, g, polynomial=choice == "residual-poly",
                                      poly_degree=poly_degree)
     # The first pass's error is not a rotated unit vector, so the sphere marginal does not
     # describe it and the legacy choice is the Gaussian counterpart of the kind.  Measured on
     # experiments/quality's weights with a beta first pass: 3-11% better at 4+4 than a beta one.
-    return get_codebook(kind.replace("beta", "gaussian"), bits, poly_degree=poly_degree)
+    return get_codebook(parent.kind.replace("beta", "gaussian"), bits, poly_degree=poly_degree)
 
 
 def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = None, seed: int = 0,
@@ -146,8 +146,7 @@ def quantize(weight, bits: int = 4, group_size=128, residual_bits: int | None = 
     bit_list = [int(bits)] + ([int(residual_bits)] if residual_bits else [])
     codebooks = [get_codebook(codebook, bit_list[0], dimension=g, poly_degree=poly_degree)]
     if residual_bits:
-        codebooks.append(_residual_codebook(codebooks[0], bit_list[1], g, codebook, residual_codebook,
-                                            poly_degree))
+        codebooks.append(_residual_codebook(codebooks[0], bit_list[1], g, residual_codebook, poly_degree))
 
     n_groups = k_pad // g
     indices = [torch.empty((n, k_pad), dtype=torch.int32, device=weight.device) for _ in bit_list]
