@@ -4,7 +4,7 @@ CPU / CI: the host model of the kernel's bit operations decodes real packed plan
 reference's W_rot; the activation order, the field constants, the fp16 fit, the choice of
 path and its reasons; AOT compiles of the kernels are in test_cutile_backend's `ci` set.
 GPU: ``pytest -m gpu tests/test_cutile_words.py``: parity of the word decode against the
-float64 reference on fresh random inputs (2/4-bit passes and residuals, groups, odd and
+float64 reference on fresh random inputs (2/3/4-bit passes and residuals, groups, odd and
 whole-tile shapes, batches 1, 3, 8, 9, 16, bias, extreme activation magnitudes and per-tile
 scales, weights of one shape with different group sizes back to back, CUDA-graph capture).
 """
@@ -41,7 +41,7 @@ def _rel(y, ref):
 # ---------------------------------------------------------------------------
 @pytest.mark.parametrize("p", wl.WORD_WIDTHS)
 def test_field_constants_are_exact(p):
-    for i in range(16 // p):
+    for i in range(16 // wl.spacing(p)):
         low, m, magic, mask, centre = wl.field(i, p)
         assert 1 <= m and m + p <= 10                 # inside the fp16 mantissa, above bit 0
         assert magic & mask == 0 and 0 < magic < 2**31 and 0 < mask < 2**31
@@ -63,13 +63,13 @@ def test_one_and_per_field_equals_and_or(p):
     # single AND (one constant): bit for bit (src & mask) | magic, for any word.
     ex = wl.exponents(p)
     src = np.random.default_rng(_seed()).integers(0, 2**32, 4096, dtype=np.uint64).astype(np.int64)
-    for i in range(16 // p):
+    for i in range(16 // wl.spacing(p)):
         _, _, magic, mask, _ = wl.field(i, p)
         assert magic & ~ex == 0 and mask & ex == 0    # the exponent bits it keeps are set; its field is untouched
         assert np.array_equal((src | ex) & (mask | magic), (src & mask) | magic)
 
 
-@pytest.mark.parametrize("p", wl.WORD_WIDTHS)
+@pytest.mark.parametrize("p", wl.PLANE_WIDTHS)
 @pytest.mark.parametrize("k_pad", [32, 96, 1024])
 def test_word_columns_permute_the_packing(p, k_pad):
     cols = wl.word_columns(k_pad, p)
@@ -83,9 +83,32 @@ def test_word_columns_permute_the_packing(p, k_pad):
         assert np.array_equal((halves >> (i * p)) & ((1 << p) - 1), vals.numpy()[:, cols[i]])
 
 
+@pytest.mark.parametrize("k_pad", [32, 96, 1024])
+def test_combine3_puts_each_index_in_a_nibble(k_pad):
+    # 3-bit indices from their 2-bit and 1-bit planes (tq.packing): nibble i of each half of the
+    # combined words Z_e / Z_o holds, in bits 0-2, the index of the column that activation slice
+    # THREE_BIT_SLICES[i] / [4 + i] of the 2-bit order (word_columns(k, 2)) puts there
+    from tq.packing import pack_plane
+    seed = _seed()
+    vals = torch.from_numpy(np.random.default_rng(seed).integers(0, 8, (5, k_pad)))
+    w2 = pack_plane(vals & 3, 2).numpy().view(np.int32)
+    w1 = pack_plane(vals >> 2, 1).numpy().view(np.int32)
+    assert w2.shape[1] == 2 * w1.shape[1]
+    cols = wl.word_columns(k_pad, 2)
+    assert sorted(wl.THREE_BIT_SLICES) == list(range(8))
+    for z, zw in enumerate(wl.combine3(w2, w1)):
+        assert zw.min() >= 0 and zw.max() < 2**32
+        halves = np.stack([zw & 0xFFFF, zw >> 16], -1).reshape(zw.shape[0], -1)
+        for i in range(4):
+            got = (halves >> (4 * i)) & 7
+            assert np.array_equal(got, vals.numpy()[:, cols[wl.THREE_BIT_SLICES[4 * z + i]]]), f"seed={seed} z={z} i={i}"
+
+
 @pytest.mark.parametrize("bits, residual, group, codebook", [
     (4, None, 128, "gaussian"), (4, None, 64, "beta"), (2, None, 256, "gaussian"), (4, 4, 128, "gaussian"),
-    (4, 2, None, "gaussian"), (2, 2, 128, "gaussian-poly"), (4, None, 128, "gaussian-poly")])
+    (4, 2, None, "gaussian"), (2, 2, 128, "gaussian-poly"), (4, None, 128, "gaussian-poly"),
+    (3, None, 128, "gaussian"), (3, None, 64, "beta"), (3, 2, 128, "gaussian"), (4, 3, 256, "gaussian"),
+    (3, 3, None, "gaussian-poly")])
 @pytest.mark.parametrize("bound", wl.BOUNDS)
 def test_word_model_decodes_real_planes(bits, residual, group, codebook, bound):
     # The kernel's operations (wordlevels.decode_words) on a real packed weight, put back in
@@ -105,10 +128,11 @@ def test_word_model_decodes_real_planes(bits, residual, group, codebook, bound):
         assert fitted is not None
         coef, err = fitted
         assert wl.within(wl.level_errors(coef, lv, ps.bits), bound) and err == wl.level_errors(coef, lv, ps.bits)[0]
-        lev = wl.decode_words(ps.planes[0].numpy().view(np.int32), ps.bits, coef)
-        cols = wl.word_columns(qw.k_padded, ps.bits)
+        ones = ps.planes[1].numpy().view(np.int32) if ps.bits == 3 else None
+        lev = wl.decode_words(ps.planes[0].numpy().view(np.int32), ps.bits, coef, ones)
+        cols = wl.word_columns(qw.k_padded, wl.x_width(ps.bits))
         wp = np.zeros_like(w)
-        for i in range(16 // ps.bits):
+        for i in range(cols.shape[0]):
             wp[:, cols[i]] = lev[i]
         w += wp * np.repeat(ps.norms.double().numpy(), gs, 1)
     ref = dequantize_rotated(qw, dtype=torch.float64).numpy()
@@ -185,8 +209,11 @@ def test_words_reason_and_split(monkeypatch):
     monkeypatch.setenv("TQ_CUTILE_LEVELS", "fit")
     assert "TQ_CUTILE_LEVELS" in d.words_reason(qw, wd, 4, torch.bfloat16)
     monkeypatch.delenv("TQ_CUTILE_LEVELS")
-    assert "2+1-bit" in d.words_reason(*wd_of(bits=3, group_size=128), 4, torch.bfloat16)
+    assert d.words_reason(*wd_of(bits=3, group_size=128), 4, torch.bfloat16) is None
+    assert d.words_reason(*wd_of(bits=3, group_size=128, residual_bits=2), 1, torch.bfloat16) is None
+    assert "< 256" in d.words_reason(*wd_of(bits=3, group_size=64), 4, torch.bfloat16)
     assert "8+0-bit" in d.words_reason(*wd_of(bits=8, group_size=128), 4, torch.bfloat16)
+    assert "2+1-bit pair" in d.words_reason(*wd_of(bits=4, group_size=128, residual_bits=8), 4, torch.bfloat16)
     assert "< 256" in d.words_reason(*wd_of(bits=4, group_size=32), 4, torch.bfloat16)
     assert "< 256" in d.words_reason(*wd_of(bits=2, group_size=64), 4, torch.bfloat16)
     assert "rotation block 1024" in d.words_reason(*wd_of(bits=4, group_size=None), 4, torch.bfloat16)
@@ -288,11 +315,13 @@ def test_pdl_switch(monkeypatch):
         d.pdl_enabled()
 
 
-def test_words_launch_passes_transposed_norms(monkeypatch):
-    # The matmul's norm arguments are the transposed copies, for the main and the residual pass.
+@pytest.mark.parametrize("bits, residual", [(4, 4), (3, 2)])
+def test_words_launch_passes_transposed_norms(monkeypatch, bits, residual):
+    # The matmul's norm arguments are the transposed copies, for the main and the residual pass;
+    # a 3-bit pass also hands over its 1-bit plane's words (the others: their plane again, unread).
     pytest.importorskip("cuda.tile", reason="cuda-tile is not installed")
     import cuda.tile as ct
-    qw = tq.quantize(torch.randn(256, 4096), bits=4, group_size=128, residual_bits=4)
+    qw = tq.quantize(torch.randn(256, 4096), bits=bits, group_size=128, residual_bits=residual)
     wd = d.weight_data(qw)
     plan = d._words_plan(qw, wd, 4, torch.bfloat16, False, torch.device("cpu"), 0, 256, qw.k_padded,
                          qw.rotation_block, 1, wd.passes[0], wd.passes[1])
@@ -304,10 +333,20 @@ def test_words_launch_passes_transposed_norms(monkeypatch):
     d._run_words(x, wd, plan, torch.empty(4, 256, dtype=torch.bfloat16), wd.signs.view(1, -1), None)
     kern, args = seen[1]
     assert kern is plan.fused_kernel
-    assert args[5] is wd.passes[0].words.norms_t and args[9] is wd.passes[1].words.norms_t
-    assert args[4] is wd.passes[0].words.plane and args[8] is wd.passes[1].words.plane
+    pa, pb = wd.passes[0].words, wd.passes[1].words
+    assert args[6] is pa.norms_t and args[11] is pb.norms_t
+    assert args[4] is pa.plane and args[9] is pb.plane
+    assert args[5] is pa.ones and args[10] is pb.ones
+    assert plan.fused_consts[0] == bits and plan.fused_consts[2] == residual
+    # the activation copies: the 2-bit order for a 3-bit pass (its slices are the 2-bit plane's)
+    assert args[3].shape[0] == 16 // wl.x_width(bits) and args[8].shape[0] == 16 // wl.x_width(residual)
+    if bits == 3:
+        assert torch.equal(pa.ones, qw.passes[0].planes[1].view(torch.int32))
+        assert args[3] is args[8]                      # one copy serves both passes
+    else:
+        assert pa.ones is pa.plane
     # the level coefficients: each pass's fit for the active bound (TQ_CUTILE_WORDS_BOUND, bf16)
-    assert args[6] is wd.passes[0].words.fits["bf16"][1] and args[10] is wd.passes[1].words.fits["bf16"][1]
+    assert args[7] is pa.fits["bf16"][1] and args[12] is pb.fits["bf16"][1]
 
 
 def test_words_bound_switch(monkeypatch):
@@ -388,7 +427,7 @@ def test_scale_exponent_model():
 # GPU parity
 # ---------------------------------------------------------------------------
 WORD_CONFIGS = [(4, None, 128), (4, None, 64), (2, None, 128), (4, 4, 128), (4, 2, 256), (2, 2, 128), (2, 4, 128),
-                (4, None, 256)]
+                (4, None, 256), (3, None, 128), (3, 2, 128), (3, 3, 256), (4, 3, 128)]
 
 
 def _plan_form(qw, x):
@@ -509,7 +548,8 @@ def test_words_extreme_rows_and_graph(monkeypatch):
 @needs_gpu
 @pytest.mark.parametrize("bits, residual, group, k, tile", [
     (4, None, 128, 2048, (256, 2)), (4, None, 128, 1920, (128, 1)), (4, 4, 256, 1792, (256, 1)),
-    (2, 2, 128, 3072, (256, 2)), (4, 2, 128, 1536, (256, 2)), (4, None, 64, 2048, (64, 1))])
+    (2, 2, 128, 3072, (256, 2)), (4, 2, 128, 1536, (256, 2)), (4, None, 64, 2048, (64, 1)),
+    (3, None, 128, 1920, (128, 1)), (3, 3, 128, 2048, (256, 2))])
 def test_words_k_tiles_agree(monkeypatch, bits, residual, group, k, tile):
     # Each K tile form (two norms a tile, one, the 128-column tile) against the reference and
     # against TQ_CUTILE_WORDS_TK=128 on the same inputs; odd N, batches 1-16, bias.

@@ -35,6 +35,8 @@ import os
 import sys
 import time
 
+from .wordlevels import x_width
+
 ARCHS = ("sm_80", "sm_90", "sm_100", "sm_120")
 DTYPES = ("bfloat16", "float16", "float32")
 PASS_CONFIGS = ((2, None), (3, None), (4, None), (8, None),
@@ -160,7 +162,7 @@ def residual_words_terms(bits: int, residual: int, bound: str) -> int:
 
 def _words_variant(bits, residual, dtype, tk, tb, split, bias, exact=True, main_terms=None, ng=None, bound="bf16",
                    residual_terms=None):
-    # the word decode (words.py): 2/4-bit single-plane passes, fp16 levels with the Lloyd-Max fit's
+    # the word decode (words.py): 2/3/4-bit passes, fp16 levels with the Lloyd-Max fit's
     # terms under `bound`; main_terms: the first pass's own (the 4-bit polynomial codebooks fit
     # with 3); residual_terms: the residual pass's (default: the default residual codebook's;
     # words_terms(residual, bound) for residual_codebook="gaussian")
@@ -205,6 +207,7 @@ def variants(which: str = "default") -> list[Variant]:
         out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2))
         out.append(_words_variant(4, 2, "bfloat16", 128, 8, 1, True, exact=False))
         out.append(_words_variant(4, None, "bfloat16", 256, 16, 4, False, ng=2, bound="strict"))
+        out.append(_words_variant(3, 2, "bfloat16", 256, 8, 4, False, ng=2))
         out.append(_rotate_words_variant("bfloat16", 128, 256, 16, 4, 2))
         return out
     if which == "full":
@@ -232,10 +235,11 @@ def variants(which: str = "default") -> list[Variant]:
         # pass is 4-bit) and the 4-bit polynomial codebooks' 3 terms; each residual configuration
         # with the default residual codebook's terms and with the Gaussian one's
         for (bits, res), (tk, ng), tb, sp, bias, (mt, bound), gauss in itertools.product(
-                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4)), ((64, 1), (128, 1), (256, 1), (256, 2)),
+                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4), (3, None), (3, 2), (3, 3), (4, 3)),
+                ((64, 1), (128, 1), (256, 1), (256, 2)),
                 (8, 16), (1, 2, 4, 8), (False, True), ((None, "bf16"), (3, "bf16"), (None, "strict")),
                 (False, True)):
-            if tk * min(bits, res or bits) >= 256 and (mt is None or bits == 4) \
+            if tk * min(x_width(bits), x_width(res or bits)) >= 256 and (mt is None or bits == 4) \
                     and (bound == "bf16" or 4 in (bits, res)) and (res or not gauss):
                 rt = words_terms(res, bound) if gauss else None
                 v = _words_variant(bits, res, "bfloat16", tk, tb, sp, bias, main_terms=mt, ng=ng, bound=bound,
@@ -311,6 +315,12 @@ def variants(which: str = "default") -> list[Variant]:
     # residual_codebook="gaussian": the Gaussian residual's own terms (4 at 4-bit, 2 at 2-bit)
     out.append(_words_variant(4, 4, "bfloat16", 256, 16, 4, False, ng=2, residual_terms=words_terms(4, "bf16")))
     out.append(_words_variant(4, 2, "bfloat16", 256, 8, 1, True, ng=2, residual_terms=words_terms(2, "bf16")))
+    # 3-bit passes (a 2-bit and a 1-bit plane, combined in the kernel): alone, with a 2- or 3-bit
+    # residual and as the residual of a 4-bit pass; 256- and 128-column K tiles
+    for i, (bits, res) in enumerate(((3, None), (3, None), (3, 2), (3, 3), (4, 3))):
+        tk, ng = ((256, 2), (128, 1), (256, 2), (256, 1), (256, 2))[i]
+        out.append(_words_variant(bits, res, "bfloat16", tk, (8, 16)[i % 2], (4, 1)[i % 2], i % 2 == 1,
+                                  exact=i != 1, ng=ng))
     for i, (r, tk, pp) in enumerate(((64, 64, (4, 0)), (128, 256, (4, 2)), (128, 256, (4, 0)), (128, 128, (4, 0)),
                                      (256, 256, (2, 0)), (256, 256, (4, 2)))):
         out.append(_rotate_words_variant("bfloat16", r, tk, (8, 16)[i % 2], *pp))
@@ -345,7 +355,7 @@ def _signature(v: Variant):
         from .words import words_matmul_kernel as k
         split = c[8]
         out = arr(ct.float32, 3) if split > 1 else arr(dt, 2)
-        one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
+        one = [arr(ct.float16, 3), arr(ct.int32, 2), arr(ct.int32, 2), arr(ct.float16, 2), arr(ct.float32, 1)]
         params = [out, arr(dt, 2), arr(ct.float32, 2), *one, *one, ScalarConstraint(ct.int32),
                   ScalarConstraint(ct.int32), *c]
     elif v.kernel == "reduce":

@@ -14,7 +14,7 @@ only its output; for larger batches they are allocated per call.  Per weight, th
 decode keeps a transposed copy of each pass's norms (2 bytes per row and group: TMA-loadable
 norm tiles, words.py).
 
-Batch 1-16 with bf16 x and 2/4-bit planes uses the word decode (words.py: fp16 levels from
+Batch 1-16 with bf16 x and 2-, 3- or 4-bit passes uses the word decode (words.py: fp16 levels from
 32-bit words, fp16 activation copies with per-tile power-of-two scales); otherwise batch 1
 uses fused_gemv_kernel (2-D FMA accumulator, norms folded into the Horner coefficients) and
 batch 2-16 and prefill use fused_matmul_kernel (tensor cores).
@@ -40,6 +40,8 @@ from . import wordlevels
 
 # Plane layouts the fused kernel reads: widths of (first plane, second plane or 0).
 SUPPORTED_BITS = {2: (2, 0), 3: (2, 1), 4: (4, 0), 8: (8, 0)}
+# Plane layouts the word decode reads: one 2- or 4-bit plane, or 3-bit indices' 2 + 1 planes
+WORD_LAYOUTS = ((2, 0), (4, 0), (2, 1))
 DECODE_MAX_BATCH = 16
 MAX_SPLIT = 8
 CHUNKED_MIN_BATCH = 17    # batches from here take the chunked prefill (bf16/fp16 x)
@@ -53,8 +55,10 @@ class WordData:
     """A pass's word-decode data: its level fits per bound (wordlevels.BOUNDS; absent where
     none exists), its plane as 32-bit words and its norms transposed."""
     fits: dict            # bound -> (terms, fp16-exact coefficients in u as an fp32 tensor)
-    plane: torch.Tensor   # int32 words
+    plane: torch.Tensor   # int32 words (3-bit: of the 2-bit plane)
     norms_t: torch.Tensor  # [K_pad/G, N]
+    ones: torch.Tensor    # 3-bit: the 1-bit plane's int32 words; else `plane` again (never read)
+    width: int            # index bits the kernel decodes (wordlevels.WORD_WIDTHS; its constant P)
 
 
 @dataclasses.dataclass
@@ -276,12 +280,11 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                 # (rounded to fp16 here, exactly as the host model did: the kernel's fp32 -> fp16
                 # cast then changes nothing)
                 pd.fit16 = (cw.size, torch.tensor(f16[0].astype(np.float16).astype(np.float32), device=dev))
-        if p1 == 0 and p0 in wordlevels.WORD_WIDTHS and planes[0].shape[1] % 4 == 0 \
-                and planes[0].data_ptr() % 16 == 0:
+        if (p0, p1) in WORD_LAYOUTS and all(pl.shape[1] % 4 == 0 and pl.data_ptr() % 16 == 0 for pl in planes):
             lv = p.levels.double().cpu().numpy() / math.sqrt(g)
             fits = {}
             for bound in wordlevels.BOUNDS:
-                wf = wordlevels.fit(lv, p0, bound)
+                wf = wordlevels.fit(lv, p.bits, bound)
                 if wf is not None:
                     fits[bound] = (wf[0].size, torch.tensor(wf[0], dtype=torch.float32, device=dev))
             if fits:
@@ -289,7 +292,9 @@ def weight_data(qw: QuantizedWeight) -> WeightData:
                 # 2*TN-byte rows, which TMA prefetches like the other tiles; [TN, NG] has 2- or
                 # 4-byte rows, too narrow for TMA, and the compute warps fetched it by cp.async and
                 # waited for it in every K tile: 4-5% of the call, fifteenth session)
-                pd.words = WordData(fits, planes[0].view(torch.int32), p.norms.t().contiguous())
+                words = planes[0].view(torch.int32)
+                pd.words = WordData(fits, words, p.norms.t().contiguous(),
+                                    planes[1].view(torch.int32) if p1 else words, p.bits)
         passes.append(pd)
     from ..rotation import random_signs
     signs = torch.as_tensor(random_signs(qw.k_padded, qw.seed), dtype=torch.float32, device=dev)
@@ -413,8 +418,9 @@ def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype)
         # (its levels are as close to the table as bf16 rounding puts them at best: not fp16's or fp32's)
         return f"x is {dt}; the word decode serves bf16 x"
     for i, pd in enumerate(wd.passes):
-        if pd.p1 or pd.p0 not in wordlevels.WORD_WIDTHS:
-            return f"pass {i} has a {pd.p0}+{pd.p1}-bit plane layout; the word decode reads one 2- or 4-bit plane"
+        if (pd.p0, pd.p1) not in WORD_LAYOUTS:
+            return (f"pass {i} has a {pd.p0}+{pd.p1}-bit plane layout; the word decode reads one 2- or 4-bit "
+                    f"plane or a 2+1-bit pair (3-bit indices)")
         if pd.words is None:
             return (f"pass {i}: no odd polynomial of <= {wordlevels.MAX_TERMS} terms reproduces its codebook "
                     f"in fp16 within any bound of {wordlevels.BOUNDS}, or its plane is not 16-byte aligned")
@@ -422,8 +428,9 @@ def words_reason(qw: QuantizedWeight, wd: WeightData, bsz: int, dt: torch.dtype)
         if bound not in pd.words.fits:
             return (f"pass {i}: no odd polynomial of <= {wordlevels.MAX_TERMS} terms reproduces its codebook "
                     f"in fp16 within the {bound!r} bound (TQ_CUTILE_WORDS_BOUND)")
-        if wd.tk * pd.p0 < 256:
-            return f"pass {i}: K tile {wd.tk} x {pd.p0} bits < 256 (each slice's mma needs K >= 16)"
+        if wd.tk * wordlevels.x_width(pd.words.width) < 256:
+            return (f"pass {i}: K tile {wd.tk} x {wordlevels.x_width(pd.words.width)} bits < 256 "
+                    f"(each slice's mma needs K >= 16)")
     if max(qw.rotation_block, wd.tk) > WORDS_MAX_BLOCK:
         return f"rotation block {qw.rotation_block} > {WORDS_MAX_BLOCK}"
     return None
@@ -681,13 +688,13 @@ def _words_plan(qw, wd, bsz, dt, has_bias, dev, stream_id, n, kp, r, sms, pa, pb
     tk, ng = words_k_tile(qw, wd)
     k_tiles = kp // tk
     split = words_split(n, k_tiles, sms)
-    widths = tuple(sorted({p.p0 for p in wd.passes}))
+    widths = tuple(sorted({wordlevels.x_width(p.words.width) for p in wd.passes}))   # activation orders
     c = max(r, tk)
     rconsts = (r, c, tk, tb, widths[0], widths[1] if len(widths) > 1 else 0)
     n_tiles = -(-n // 128)
     bound = words_bound()
     fa, fb = pa.words.fits[bound], (pb.words.fits[bound] if pb else None)
-    consts = (pa.p0, fa[0], pb.p0 if pb else 0, fb[0] if pb else 0,
+    consts = (pa.words.width, fa[0], pb.words.width if pb else 0, fb[0] if pb else 0,
               128, tk, tb, ng, split, has_bias, n % 128 != 0)
     plan = Plan(Tiling(128, tb, split, "words"), widths, (kp // c, 1, 1), rconsts, words_matmul_kernel,
                 (n_tiles, split, 1), consts, (1, n_tiles, 1) if split > 1 else None,
@@ -802,8 +809,9 @@ def _run_words(x2, wd: WeightData, plan: Plan, y, bias2, stream) -> torch.Tensor
     launches = [
         _rotation(plan, x2, wd, None, None),
         (plan.fused_kernel, plan.fused_grid,
-         (target, bias2, sc["xinv"], sc[("w", pa.p0)], pa.words.plane, pa.words.norms_t, plan.levels[0],
-          sc[("w", pb.p0)], pb.words.plane, pb.words.norms_t, plan.levels[1], *plan.words_tiles,
+         (target, bias2, sc["xinv"], sc[("w", wordlevels.x_width(pa.words.width))], pa.words.plane, pa.words.ones,
+          pa.words.norms_t, plan.levels[0], sc[("w", wordlevels.x_width(pb.words.width))], pb.words.plane,
+          pb.words.ones, pb.words.norms_t, plan.levels[1], *plan.words_tiles,
           *plan.fused_consts)),
     ]
     if plan.reduce_grid:

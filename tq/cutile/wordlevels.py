@@ -3,7 +3,8 @@ fp16 polynomial and an op-by-op NumPy model of the kernel's level evaluation.
 
 No cuda.tile import: dispatch.py and the CPU tests use this module on any machine.
 
-The kernel reads a packed plane of width p (2 or 4) as int32 words.  Each 16-bit half of a
+The kernel reads a packed plane of width p (2 or 4) as int32 words (3-bit indices: their two
+planes combined into 4-bit-spaced fields first, combine3).  Each 16-bit half of a
 word holds 16/p fields; field i sits at bits [i*p, (i+1)*p).  After one shift of the whole
 word (left by 1 for the low byte's fields, arithmetic right by 7 for the high byte's) field
 i lies at mantissa bits [m, m+p) of both halves at once, with m >= 1.  Giving it the fp16
@@ -21,7 +22,8 @@ import math
 
 import numpy as np
 
-WORD_WIDTHS = (2, 4)          # plane widths the word decode reads (one plane per pass)
+WORD_WIDTHS = (2, 3, 4)       # index widths the word decode reads (one pass: one plane, or 2 + 1 planes)
+PLANE_WIDTHS = (2, 4)         # widths it reads as one plane; 3 = a 2-bit plane and a 1-bit plane (combine3)
 MAX_TERMS = 6
 TOL = 2.0 ** -9               # "strict": largest relative level error (also fused.py's fit16 bound)
 
@@ -42,11 +44,24 @@ def log2_lambda(p: int) -> int:
     return 1 - p
 
 
+def spacing(p: int) -> int:
+    """Bits between a word's fields: p, except for 3-bit indices, which combine3 puts in nibbles
+    (bits 0-2 of each nibble; bit 3 is left over and no field mask keeps it)."""
+    return 4 if p == 3 else p
+
+
+def x_width(p: int) -> int:
+    """Plane width whose activation order (word_columns) the word decode's x copy takes for a
+    p-bit pass: the 3-bit decode's slices are the 2-bit plane's, permuted (THREE_BIT_SLICES)."""
+    return 2 if p == 3 else p
+
+
 def field(i: int, p: int) -> tuple[bool, int, int, int, float]:
     """(from the left-shifted word?, m, OR constant, AND mask, centre) of field i of a width-p
-    plane; words.py computes the same numbers inline (a kernel cannot call this)."""
-    o = i * p
-    low = o + p <= 8
+    plane (p = 3: of a combine3 word); words.py computes the same numbers inline (a kernel
+    cannot call this)."""
+    o = i * spacing(p)
+    low = o + spacing(p) <= 8
     m = o + 1 if low else o - 7
     e = 10 - m + log2_lambda(p)
     magic = ((e + 15) << 10) * 0x00010001
@@ -60,9 +75,39 @@ def exponents(p: int) -> int:
     ..., 9 - p): the kernel ORs it into the shifted word once, after which field i is a single
     AND with (mask | magic), one constant (words.py: a LOP3 with two constants costs a MOV)."""
     u = 0
-    for i in range(8 // p):
+    for i in range(8 // spacing(p)):
         u |= field(i, p)[2]
     return u
+
+
+# 3-bit indices.  Their planes (tq/packing.py) are a 2-bit plane (bits 0-1 of the index) and a
+# 1-bit plane (bit 2).  Column 32*b + r of the 2-bit plane is field f2 = r // 8 of byte r % 8,
+# so with r = 8*f2 + 2*e + q its field sits at bit 8q + 2*f2 of 16-bit half e % 2 of word
+# 2b + e // 2 (W0 = even word: e = 0, 1; W1 = odd word: e = 2, 3).  In the 1-bit plane the same
+# column is bit r // 4 = 2*f2 + e // 2 of byte r % 4 = 2*(e % 2) + q, i.e. bit 8q + 2*f2 + e // 2
+# of half e % 2 of word b: the same half, and the same bit as the low field's for W0, one above
+# for W1.  So with V the 1-bit word of block b and N = 0x33333333 (bits 0-1 of every nibble):
+#     even fields (f2 = 0, 2: nibble bits 0-1)  Z_e = (W & N) | ((V << 2 or V << 1) & ~N)
+#     odd fields  (f2 = 1, 3: nibble bits 2-3)  Z_o = ((W >> 2) & N) | ((V or V >> 1) & ~N)
+# (W0 with the first shift, W1 with the second) puts every 3-bit index in bits 0-2 of a nibble:
+# one LOP3 each after the shifts.  Bit 3 of a nibble carries a stray bit of V, which no field
+# mask keeps.  Field i of a combined word is nibble i of each half: byte q = i // 2 of the half,
+# f2 = 2 * (i % 2) (+ 1 in Z_o), i.e. slice q * 4 + f2 of the 2-bit plane's activation order.
+NIBBLE_LOW = 0x33333333
+THREE_BIT_SLICES = tuple((i // 2) * 4 + 2 * (i % 2) + z for z in (0, 1) for i in range(4))  # (Z_e 0-3, Z_o 0-3)
+
+
+def combine3(w2: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(Z_e, Z_o) [N, W] as uint32 values in int64: the 3-bit indices of a row tile from its 2-bit
+    plane words w2 [N, W] and 1-bit plane words w1 [N, W / 2] (int32), as the kernel makes them."""
+    u32 = 0xFFFFFFFF
+    w = w2.astype(np.int64) & u32
+    v = np.repeat(w1.astype(np.int64) & u32, 2, axis=1)
+    odd = np.arange(w.shape[1]) % 2 == 1
+    ve = np.where(odd, v << 1, v << 2) & u32
+    vo = np.where(odd, v >> 1, v)
+    n = NIBBLE_LOW
+    return (w & n) | (ve & ~n & u32), ((w >> 2) & n) | (vo & ~n & u32)
 
 
 def word_columns(k_padded: int, p: int) -> np.ndarray:
@@ -143,16 +188,29 @@ def fit(scaled_levels, p: int, bound: str = "bf16") -> tuple[np.ndarray, float] 
     return None
 
 
-def decode_words(words: np.ndarray, p: int, coef: np.ndarray) -> np.ndarray:
-    """The kernel's level tiles from int32 words [N, W]: [16/p, N, 2W] float64, by its bit
-    operations (shifts, AND, OR, reinterpretation as two fp16 halves) and its fp16 chain."""
+def decode_words(words: np.ndarray, p: int, coef: np.ndarray, ones: np.ndarray | None = None) -> np.ndarray:
+    """The kernel's level tiles from int32 words [N, W]: [16/x_width(p), N, 2W] float64 in the
+    activation's slice order (word_columns(k, x_width(p))), by its bit operations (shifts, AND,
+    OR, reinterpretation as two fp16 halves) and its fp16 chain.  p = 3: `words` is the 2-bit
+    plane, `ones` the 1-bit plane's words [N, W / 2]."""
+    if p == 3:
+        out = [None] * 8
+        for z, zw in enumerate(combine3(words, ones)):
+            lev = _decode(zw - ((zw >> 31) << 32), 3, coef)     # (back to signed int32 values)
+            for i in range(4):
+                out[THREE_BIT_SLICES[4 * z + i]] = lev[i]
+        return np.stack(out)
+    return _decode(words, p, coef)
+
+
+def _decode(words: np.ndarray, p: int, coef: np.ndarray) -> np.ndarray:
     w = words.astype(np.int64)
     u32 = 0xFFFFFFFF
     ex = exponents(p)
     shifted = {True: ((w << 1) & u32) | ex, False: ((w >> 7) & u32) | ex}   # (int64 >> is arithmetic, as in int32)
     d = fp16_round(coef)
     out = []
-    for i in range(16 // p):
+    for i in range(16 // spacing(p)):
         low, _, magic, mask, centre = field(i, p)
         q = shifted[low] & (mask | magic)
         halves = np.stack([q & 0xFFFF, q >> 16], -1).reshape(q.shape[0], -1).astype(np.uint16)

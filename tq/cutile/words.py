@@ -57,10 +57,15 @@ ConstInt = ct.Constant[int]
 ConstBool = ct.Constant[bool]
 
 
+def _spacing(P: ConstInt):
+    # bits between a word's fields: P, or 4 for 3-bit indices (combined words, _combine3)
+    return 4 if P == 3 else P
+
+
 def _exponents(P: ConstInt):
-    # OR of the fp16 exponent fields of every slice taken from one shifted word (m = 1, 1 + P, ...)
+    # OR of the fp16 exponent fields of every slice taken from one shifted word (m = 1, 1 + S, ...)
     u = 0
-    for m in ct.static_iter(range(1, 9, P)):
+    for m in ct.static_iter(range(1, 9, _spacing(P))):
         u = u | ((26 - m - P) << 10)
     return u * 0x00010001
 
@@ -72,8 +77,8 @@ def _field_levels(shl, shr, coef, i: ConstInt, P: ConstInt, T: ConstInt, TN: Con
     # (src & mask) | exponent takes two constants, and ptxas re-materialized one of them by a MOV
     # before every LOP3 (117 of 126 MOVs in a 1397-instruction K loop at 4-bit g128; one constant: 1344,
     # measured 1.6-4.4% faster on the H200, ninth session, probes/probe_lop3.log).
-    o = i * P
-    if o + P <= 8:
+    o = i * _spacing(P)
+    if o + _spacing(P) <= 8:
         src = shl
         m = o + 1
     else:
@@ -90,34 +95,65 @@ def _field_levels(shl, shr, coef, i: ConstInt, P: ConstInt, T: ConstInt, TN: Con
     return h * u
 
 
-def _pass_part(xw, words, coef, nt, kt, P: ConstInt, T: ConstInt, TN: ConstInt, TK: ConstInt, TB: ConstInt,
+def _combine3(w, v, TN: ConstInt, W: ConstInt):
+    # 3-bit indices: the 2-bit plane's words w [TN, W] and the 1-bit plane's v [TN, W/2] -> the
+    # words Z_e, Z_o [TN, W] with every index in bits 0-2 of a nibble (wordlevels.combine3 has the
+    # derivation): word 2b pairs with v[b] << 2 (even fields) and v[b] (odd), word 2b + 1 with
+    # v[b] << 1 and v[b] >> 1; one LOP3 of (a & N) | (b & ~N) each
+    vr = ct.broadcast_to(ct.expand_dims(v, 2), (TN, W // 2, 2)).reshape((TN, W))
+    odd = (ct.arange(W, dtype=ct.int32) & 1).reshape((1, W))
+    ze = (w & 0x33333333) | ((vr << (2 - odd)) & -0x33333334)        # (-0x33333334: ~0x33333333 as int32)
+    zo = ((w >> 2) & 0x33333333) | ((vr >> odd) & -0x33333334)
+    return ze, zo
+
+
+def _slice_mma(lev, xw, s, kt, p0, p1, TN: ConstInt, TB: ConstInt, W: ConstInt, NG: ConstInt):
+    # one slice's levels [TN, 2W] times activation slice s: into p0 (and p1, the K tile's second group)
+    if NG == 1:
+        xt = ct.load(xw, (s, 0, kt), (1, TB, 2 * W), check_bounds=False).reshape((TB, 2 * W))
+        p0 = ct.mma(lev, ct.transpose(xt), p0)
+    else:
+        x0 = ct.load(xw, (s, 0, 2 * kt), (1, TB, W), check_bounds=False).reshape((TB, W))
+        x1 = ct.load(xw, (s, 0, 2 * kt + 1), (1, TB, W), check_bounds=False).reshape((TB, W))
+        p0 = ct.mma(ct.extract(lev, (0, 0), (TN, W)), ct.transpose(x0), p0)
+        p1 = ct.mma(ct.extract(lev, (0, 1), (TN, W)), ct.transpose(x1), p1)
+    return p0, p1
+
+
+def _pass_part(xw, words, ones, coef, nt, kt, P: ConstInt, T: ConstInt, TN: ConstInt, TK: ConstInt, TB: ConstInt,
                NG: ConstInt, CN: ConstBool):
     # sum over slices of level_tile(i) @ x_tile(i)^T for one pass and K tile: NG fp32 [TN, TB]
     # partials, one per norm group the K tile covers (NG = 1 or 2: half h of the word tile holds
     # columns [h*TK/2, (h+1)*TK/2), and so do elements [h*W, (h+1)*W) of each activation slice)
+    p0 = ct.zeros((TN, TB), ct.float32)
+    p1 = ct.zeros((TN, TB), ct.float32)
+    if P == 3:
+        # (the 2-bit plane's tile and activation slices; `ones` holds the 1-bit plane's words)
+        W = TK // 16
+        ze, zo = _combine3(ct.load(words, (nt, kt), (TN, W), check_bounds=CN),
+                           ct.load(ones, (nt, kt), (TN, W // 2), check_bounds=CN), TN, W)
+        for z in ct.static_iter(range(2)):
+            zw = ze if z == 0 else zo
+            shl = (zw << 1) | _exponents(P)
+            shr = (zw >> 7) | _exponents(P)
+            for i in ct.static_iter(range(4)):
+                lev = _field_levels(shl, shr, coef, i, P, T, TN, W)
+                p0, p1 = _slice_mma(lev, xw, (i // 2) * 4 + 2 * (i % 2) + z, kt, p0, p1, TN, TB, W, NG)
+        return p0, p1
     W = TK * P // 32
     w = ct.load(words, (nt, kt), (TN, W), check_bounds=CN)
     shl = (w << 1) | _exponents(P)
     shr = (w >> 7) | _exponents(P)
-    p0 = ct.zeros((TN, TB), ct.float32)
-    p1 = ct.zeros((TN, TB), ct.float32)
     for i in ct.static_iter(range(16 // P)):
         lev = _field_levels(shl, shr, coef, i, P, T, TN, W)
-        if NG == 1:
-            xt = ct.load(xw, (i, 0, kt), (1, TB, 2 * W), check_bounds=False).reshape((TB, 2 * W))
-            p0 = ct.mma(lev, ct.transpose(xt), p0)
-        else:
-            x0 = ct.load(xw, (i, 0, 2 * kt), (1, TB, W), check_bounds=False).reshape((TB, W))
-            x1 = ct.load(xw, (i, 0, 2 * kt + 1), (1, TB, W), check_bounds=False).reshape((TB, W))
-            p0 = ct.mma(ct.extract(lev, (0, 0), (TN, W)), ct.transpose(x0), p0)
-            p1 = ct.mma(ct.extract(lev, (0, 1), (TN, W)), ct.transpose(x1), p1)
+        p0, p1 = _slice_mma(lev, xw, i, kt, p0, p1, TN, TB, W, NG)
     return p0, p1
 
 
-def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
+def _scaled_part(xw, words, ones, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T: ConstInt, TN: ConstInt,
                  TK: ConstInt, TB: ConstInt, NG: ConstInt, CN: ConstBool):
     # one pass's K tile times its norms: fp32 [TN, TB]
-    p0, p1 = _pass_part(xw, words, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
+    p0, p1 = _pass_part(xw, words, ones, coef, nt, kt, P, T, TN, TK, TB, NG, CN)
     if NG == 1:
         nrm = ct.load(norms, (kt // tiles_per_group, nt), (1, TN), check_bounds=CN)
         return p0 * ct.transpose(nrm.astype(ct.float32))
@@ -126,13 +162,15 @@ def _scaled_part(xw, words, coef, norms, nt, kt, tiles_per_group, P: ConstInt, T
 
 
 @ct.kernel(occupancy=2)
-def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tiles, tiles_per_group,
+def words_matmul_kernel(out, bias, xinv, xa, wa, va, na, ca, xb, wb, vb, nb, cb_, k_tiles, tiles_per_group,
                         PA: ConstInt, TA: ConstInt, PB: ConstInt, TBT: ConstInt,
                         TN: ConstInt, TK: ConstInt, TB: ConstInt, NG: ConstInt, SPLIT: ConstInt,
                         HAS_BIAS: ConstBool, CN: ConstBool):
     # out: [B, N] in x's dtype (SPLIT == 1) or the fp32 workspace [SPLIT, TB, N]; x*: fp16
-    # [16/P, TB, K_pad*P/16]; w*: int32 words; n*: norms transposed [K_pad/G, N]; c*: fp16-exact
-    # coefficients (fp32 array); PB == 0: no residual pass.
+    # [16/P, TB, K_pad*P/16] (P = 3: the 2-bit plane's order); w*: int32 words (P = 3: of the 2-bit
+    # plane); v*: the 1-bit plane's int32 words where P = 3 (else any int32 array, never read);
+    # n*: norms transposed [K_pad/G, N]; c*: fp16-exact coefficients (fp32 array); PB == 0: no
+    # residual pass.
     nt = ct.bid(0)
     sk = ct.bid(1)
     k_begin, k_end = split_range(k_tiles, sk, SPLIT)
@@ -146,9 +184,9 @@ def words_matmul_kernel(out, bias, xinv, xa, wa, na, ca, xb, wb, nb, cb_, k_tile
     ct.grid_dependency_control_launch_dependents()
     acc = ct.zeros((TN, TB), ct.float32)
     for kt in range(k_begin, k_end):
-        s = _scaled_part(xa, wa, ca, na, nt, kt, tiles_per_group, PA, TA, TN, TK, TB, NG, CN)
+        s = _scaled_part(xa, wa, va, ca, na, nt, kt, tiles_per_group, PA, TA, TN, TK, TB, NG, CN)
         if PB > 0:
-            s = s + _scaled_part(xb, wb, cb_, nb, nt, kt, tiles_per_group, PB, TBT, TN, TK, TB, NG, CN)
+            s = s + _scaled_part(xb, wb, vb, cb_, nb, nt, kt, tiles_per_group, PB, TBT, TN, TK, TB, NG, CN)
         acc = acc + s * ct.load(xinv, (kt, 0), (1, TB), check_bounds=False)
     res = ct.transpose(acc)
     if SPLIT == 1:
