@@ -8,6 +8,8 @@ import json
 import pytest
 import torch
 
+import tq
+
 from tq.backends import all_backends, get_backend
 from tq.experiments import parity
 
@@ -152,12 +154,24 @@ def test_tolerance_table():
 
 
 def test_weight_nmse_near_codebook_expectation(seed):
-    rows = parity.run_parity(["reference"], shapes=[(256, 512)], group_sizes=(128,), bit_configs=((4, None), (4, 4)),
+    # Both passes predicted: the residual codebook's expected MSE is relative to the residual's
+    # energy, so the product with the main pass's is the two passes' NMSE (tq/residual.py)
+    rows = parity.run_parity(["reference"], shapes=[(256, 512)], group_sizes=(128,),
+                             bit_configs=((4, None), (4, 4), (3, 2)),
                              batches=(1,), dtypes=(torch.float32,), biases=(False,), seed=seed)
-    plain, residual = rows
+    plain, residual, low = rows
     assert 0.8 < plain["weight_nmse_over_expected"] < 1.25
-    assert residual["weight_nmse_over_expected"] is None
+    assert plain["expected_mse"] == plain["expected_mse_main_pass"]
+    for r in (residual, low):
+        assert 0.8 < r["weight_nmse_over_expected"] < 1.25, r
+        assert r["expected_mse"] < 0.5 * r["expected_mse_main_pass"]
     assert residual["weight_nmse"] < 0.1 * plain["weight_nmse"]
+    # a Gaussian residual codebook predicts nothing about the residual: no expectation then
+    qw = tq.quantize(torch.randn(64, 256), bits=4, group_size=128, residual_bits=4, residual_codebook="gaussian")
+    assert parity.expected_weight_nmse(qw) is None
+    qw = tq.quantize(torch.randn(64, 256), bits=4, group_size=128, residual_bits=4)
+    assert parity.expected_weight_nmse(qw) == pytest.approx(
+        qw.passes[0].codebook.expected_mse * qw.passes[1].codebook.expected_mse)
 
 
 def test_cli_writes_outputs_and_rejects_bad_options(tmp_path, capsys):
