@@ -90,6 +90,57 @@ def test_state_dict_of_another_configuration_is_a_clear_error(gen):
         other_bits.load_state_dict(a.state_dict())
 
 
+def _refit(sd: dict, scale: float) -> dict:
+    # The state_dict of the same layer as another NumPy/SciPy could make it: the residual
+    # codebook's coefficients (and so its levels) and its expected MSE a little off
+    import json
+
+    from tq.codebook import poly_basis
+    from tq.nn import HEADER_BUFFER, decode_header, encode_header
+    h = json.loads(decode_header(sd[HEADER_BUFFER]))
+    p = h["passes"][1]
+    coef = [c * scale for c in p["poly_coefficients"]]
+    p["poly_coefficients"], p["expected_mse"] = coef, p["expected_mse"] * scale
+    out = dict(sd)
+    out["pass1_levels"] = torch.tensor(poly_basis(p["bits"], len(coef)) @ coef, dtype=torch.float32)
+    out[HEADER_BUFFER] = encode_header(json.dumps(h, sort_keys=True))
+    return out
+
+
+def test_state_dict_with_other_fitted_numbers_takes_the_checkpoints_codebooks(gen):
+    # Same configuration, residual codebook fitted in the last bits differently: the module loads
+    # it and then computes with the checkpoint's codebooks (coefficients and levels agree), not
+    # with the ones it was built with.
+    a = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3)
+    sd = _refit(a.state_dict(), 1 + 2 ** -12)
+    b = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3)
+    before = b.quantized_weight
+    b.load_state_dict(sd)
+    qw = b.quantized_weight
+    assert qw is not before
+    cb = qw.passes[1].codebook
+    assert torch.equal(qw.passes[1].levels, sd["pass1_levels"])
+    assert list(cb.poly_coefficients) == b.config["passes"][1]["poly_coefficients"]
+    assert cb.expected_mse == b.config["passes"][1]["expected_mse"] != a.quantized_weight.passes[1].codebook.expected_mse
+    assert max(abs(x - y) for x, y in zip(cb.levels, sd["pass1_levels"].double().tolist())) < 1e-6
+    x = torch.randn(3, 256, generator=gen)
+    want = matmul_float64(x, qw, bias=b.bias)
+    torch.testing.assert_close(b(x).double(), torch.as_tensor(want), rtol=1e-5, atol=1e-5)
+    # a checkpoint whose numbers do not agree with its own levels is refused, and the module keeps its own
+    bad = _refit(a.state_dict(), 1 + 2 ** -12)
+    bad["pass1_levels"] = bad["pass1_levels"] * 1.01
+    c = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3)
+    kept = {k: v.clone() for k, v in c.state_dict().items()}
+    with pytest.raises(RuntimeError, match="do not reproduce the stored levels"):
+        c.load_state_dict(bad)
+    assert all(torch.equal(v, kept[k]) for k, v in c.state_dict().items())
+    # a different polynomial length is another configuration
+    d = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3,
+                                poly_degree=7)
+    with pytest.raises(RuntimeError, match="quantized as"):
+        d.load_state_dict(a.state_dict())
+
+
 def test_quantized_weight_view_and_accounting(gen):
     layer = tq.TQLinear.from_linear(make_linear(128, 64, False, gen), bits=4, group_size=128)
     qw = layer.quantized_weight

@@ -14,7 +14,10 @@ plus ``bias`` (a Parameter, as in nn.Linear) and ``tq_header``: the quantized we
 JSON header (format.header_json, which says how to read the other buffers) as UTF-8
 bytes in a uint8 buffer, so a state_dict describes itself.  Loading a state_dict whose
 header differs from the module's (another bits, group size, seed, codebook...) is an
-error that says so; ``tq.load_quantized`` builds each layer from its own header.
+error that says so; one that differs only in fitted numbers (a polynomial codebook's
+coefficients, a residual codebook's expected MSE, which may differ in the last bits
+across NumPy/SciPy versions) is loaded, and the module takes the checkpoint's codebooks.
+``tq.load_quantized`` builds each layer from its own header.
 
 The buffers keep their dtypes whatever ``.to(dtype)`` / ``.half()`` asks: only the
 device moves (casting packed indices or codebook levels would corrupt the format);
@@ -34,6 +37,17 @@ from .quantize import dequantize, quantize
 
 
 HEADER_BUFFER = "tq_header"
+
+
+def _configuration(header: str) -> dict:
+    """A header without its fitted numbers: how a layer was quantized (bits, group size, seed,
+    codebook kinds, polynomial term counts, ...), not the last bits of an optimizer's output."""
+    h = json.loads(header)
+    for p in h.get("passes", []):
+        coef = p.pop("poly_coefficients", None)
+        p["poly_terms"] = None if coef is None else len(coef)
+        p.pop("expected_mse", None)
+    return h
 
 
 def encode_header(header: str, device=None) -> torch.Tensor:
@@ -165,14 +179,27 @@ class TQLinear(nn.Module):
         # A checkpoint of a differently configured layer cannot be copied into this one;
         # say so in terms of the configuration rather than raw shapes.
         key = prefix + HEADER_BUFFER
+        adopt = None
         if key in state_dict and state_dict[key].device.type != "meta":
             theirs = decode_header(state_dict[key])
             if json.loads(theirs) != json.loads(self.header):
-                error_msgs.append(
-                    f"{key}: the checkpoint's layer was quantized as {theirs}, this TQLinear as {self.header}; "
-                    f"build the layer with the same configuration, or use tq.load_quantized, which reads "
-                    f"each layer's configuration from the checkpoint")
-                return
+                if _configuration(theirs) != _configuration(self.header):
+                    error_msgs.append(
+                        f"{key}: the checkpoint's layer was quantized as {theirs}, this TQLinear as {self.header}; "
+                        f"build the layer with the same configuration, or use tq.load_quantized, which reads "
+                        f"each layer's configuration from the checkpoint")
+                    return
+                # Same configuration, other fitted numbers (a polynomial codebook's coefficients,
+                # a residual codebook's expected MSE: they come out of a seeded sample and an
+                # optimizer, which can differ in the last bits across NumPy/SciPy versions).  The
+                # checkpoint's are the ones its levels were made with: take them.
+                adopt = theirs
+                try:
+                    codebooks = self._codebooks_of(adopt, state_dict, prefix)
+                except (tq_format.FormatError, KeyError) as e:
+                    error_msgs.append(f"{key}: the checkpoint's codebooks do not hold together ({e}); "
+                                      f"nothing was loaded into this TQLinear")
+                    return
         for name, buf in self._buffers.items():
             if name == HEADER_BUFFER:
                 continue
@@ -184,8 +211,31 @@ class TQLinear(nn.Module):
                     f"configuration: build the layer with the same bits/group_size/residual_bits, or use "
                     f"tq.load_quantized, which reads the configuration from the checkpoint")
                 return
+        if adopt is not None:
+            old = self._buffers[HEADER_BUFFER]
+            self._buffers[HEADER_BUFFER] = encode_header(adopt, old.device)   # (its length may differ)
+        n_errors = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        if adopt is not None:
+            if len(error_msgs) > n_errors:
+                self._buffers[HEADER_BUFFER] = old
+                return
+            self._codebooks = codebooks
+            self.header = adopt
+            object.__setattr__(self, "_qw_cache", None)   # (the cached QuantizedWeight holds the old codebooks)
+
+    def _codebooks_of(self, header: str, state_dict, prefix: str) -> list:
+        # The codebooks of a checkpoint's header over its own levels (format.from_state checks
+        # that a polynomial's coefficients reproduce them: kernels read the coefficients, the
+        # reference reads the levels); its other tensors are checked against the header too.
+        tensors = {}
+        for i, n_planes in enumerate(self._n_planes):
+            for j in range(n_planes):
+                tensors[f"pass{i}.plane{j}"] = state_dict[f"{prefix}pass{i}_plane{j}"]
+            tensors[f"pass{i}.norms"] = state_dict[f"{prefix}pass{i}_norms"]
+            tensors[f"pass{i}.levels"] = state_dict[f"{prefix}pass{i}_levels"].detach().cpu()
+        return [p.codebook for p in tq_format.from_state(header, tensors).passes]
 
     def _short_config(self) -> str:
         h = self.config
