@@ -104,6 +104,26 @@ def test_combine3_puts_each_index_in_a_nibble(k_pad):
             assert np.array_equal(got, vals.numpy()[:, cols[wl.THREE_BIT_SLICES[4 * z + i]]]), f"seed={seed} z={z} i={i}"
 
 
+def test_combine3_words_are_the_4bit_layout():
+    # docs/triton.md's 2/3-bit lookup design: per 32-column block the merged words Z_e(W0),
+    # Z_e(W1), Z_o(W0), Z_o(W1) are the 4-bit plane's words 0-3 of the same indices (bit 3 of
+    # every nibble aside), and the 2-bit plane's masked words are too
+    from tq.packing import pack_plane
+    seed = _seed()
+    vals = torch.from_numpy(np.random.default_rng(seed).integers(0, 8, (7, 256)))
+    w2 = pack_plane(vals & 3, 2).numpy().view(np.int32)
+    w1 = pack_plane(vals >> 2, 1).numpy().view(np.int32)
+    w4 = pack_plane(vals, 4).numpy().view(np.int32).astype(np.int64) & 0xFFFFFFFF
+    ze, zo = wl.combine3(w2, w1)
+    blocks = w4.shape[1] // 4
+    merged = np.stack([ze[:, 0::2], ze[:, 1::2], zo[:, 0::2], zo[:, 1::2]], -1).reshape(7, 4 * blocks)
+    assert np.array_equal(merged & 0x77777777, w4), f"seed={seed}"
+    w2u = w2.astype(np.int64) & 0xFFFFFFFF
+    two = np.stack([w2u[:, 0::2] & 0x33333333, w2u[:, 1::2] & 0x33333333, (w2u[:, 0::2] >> 2) & 0x33333333,
+                    (w2u[:, 1::2] >> 2) & 0x33333333], -1).reshape(7, 4 * blocks)
+    assert np.array_equal(two, pack_plane(vals & 3, 4).numpy().view(np.int32).astype(np.int64) & 0xFFFFFFFF)
+
+
 @pytest.mark.parametrize("bits, residual, group, codebook", [
     (4, None, 128, "gaussian"), (4, None, 64, "beta"), (2, None, 256, "gaussian"), (4, 4, 128, "gaussian"),
     (4, 2, None, "gaussian"), (2, 2, 128, "gaussian-poly"), (4, None, 128, "gaussian-poly"),
