@@ -128,7 +128,7 @@ def test_combine3_words_are_the_4bit_layout():
     (4, None, 128, "gaussian"), (4, None, 64, "beta"), (2, None, 256, "gaussian"), (4, 4, 128, "gaussian"),
     (4, 2, None, "gaussian"), (2, 2, 128, "gaussian-poly"), (4, None, 128, "gaussian-poly"),
     (3, None, 128, "gaussian"), (3, None, 64, "beta"), (3, 2, 128, "gaussian"), (4, 3, 256, "gaussian"),
-    (3, 3, None, "gaussian-poly")])
+    (3, 3, None, "gaussian-poly"), (2, 3, 128, "gaussian"), (3, 4, 256, "beta")])
 @pytest.mark.parametrize("bound", wl.BOUNDS)
 def test_word_model_decodes_real_planes(bits, residual, group, codebook, bound):
     # The kernel's operations (wordlevels.decode_words) on a real packed weight, put back in

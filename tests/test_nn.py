@@ -72,7 +72,11 @@ def test_state_dict_round_trip(gen):
     assert not torch.equal(a(x), b(x))
     sd = a.state_dict()
     assert {"pass0_plane0", "pass0_norms", "pass0_levels", "pass1_norms", "tq_header", "bias"} <= set(sd)
+    before = b.quantized_weight
     b.load_state_dict(sd)
+    # a fresh weight object: backends key what they prepared (cuTile's transposed norms and
+    # fits, Triton's tables and replays) by the object, and the buffers changed in place
+    assert b.quantized_weight is not before
     torch.testing.assert_close(b(x), a(x), rtol=0, atol=0)
     # assign=True (what tq.load_quantized does for the rest of a model) works too
     c = tq.TQLinear.from_linear(make_linear(96, 24, True, gen), bits=4, group_size=32, residual_bits=3, seed=7)
@@ -134,6 +138,23 @@ def test_state_dict_with_other_fitted_numbers_takes_the_checkpoints_codebooks(ge
     with pytest.raises(RuntimeError, match="do not reproduce the stored levels"):
         c.load_state_dict(bad)
     assert all(torch.equal(v, kept[k]) for k, v in c.state_dict().items())
+    # the parent load copies what it can and fails on the bias: the codebooks follow the levels
+    # the buffers then hold, and the weight is rebuilt
+    e = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3)
+    stale = e.quantized_weight
+    broken = _refit(a.state_dict(), 1 + 2 ** -12)
+    broken["bias"] = torch.zeros(25)
+    with pytest.raises(RuntimeError, match="bias"):
+        e.load_state_dict(broken)
+    qe = e.quantized_weight
+    assert qe is not stale and torch.equal(qe.passes[1].levels, broken["pass1_levels"])
+    assert list(qe.passes[1].codebook.poly_coefficients) == e.config["passes"][1]["poly_coefficients"]
+    assert max(abs(x - y) for x, y in zip(qe.passes[1].codebook.levels, broken["pass1_levels"].double().tolist())) < 1e-6
+    # without its pass tensors a refitted checkpoint cannot be taken, even non-strictly: they are named
+    partial = _refit(a.state_dict(), 1 + 2 ** -12)
+    del partial["pass1_levels"]
+    with pytest.raises(RuntimeError, match="without its pass1_levels"):
+        c.load_state_dict(partial, strict=False)
     # a different polynomial length is another configuration
     d = tq.TQLinear.from_linear(make_linear(256, 24, True, gen), bits=4, group_size=128, residual_bits=4, seed=3,
                                 poly_degree=7)
@@ -171,7 +192,11 @@ def test_quantized_weight_is_stable_until_the_buffers_change(gen):
     layer(torch.randn(2, 64, generator=gen))
     assert layer.quantized_weight is qw
     other = tq.TQLinear.from_linear(nn.Linear(64, 8), bits=4, group_size=32)
-    layer.load_state_dict(other.state_dict())  # copies into the same buffers: same tensors
+    # load_state_dict copies new values into the same buffers: a new object all the same, since
+    # what backends prepared from the old values (cuTile's transposed norms, level fits) is stale
+    layer.load_state_dict(other.state_dict())
+    assert layer.quantized_weight is not qw
+    qw = layer.quantized_weight
     assert layer.quantized_weight is qw
     assert torch.equal(layer.quantized_weight.passes[0].planes[0], other.quantized_weight.passes[0].planes[0])
     layer.to(torch.float16)                    # _apply replaces the buffers

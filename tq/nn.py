@@ -194,9 +194,16 @@ class TQLinear(nn.Module):
                 # optimizer, which can differ in the last bits across NumPy/SciPy versions).  The
                 # checkpoint's are the ones its levels were made with: take them.
                 adopt = theirs
+                missing = [n for n in self._stored_names() if prefix + n not in state_dict]
+                if missing:
+                    error_msgs.append(f"{key}: the checkpoint's codebooks were fitted differently from this "
+                                      f"layer's, and without its {', '.join(prefix + n for n in missing)} they "
+                                      f"cannot be taken; nothing was loaded into this TQLinear")
+                    return
                 try:
                     codebooks = self._codebooks_of(adopt, state_dict, prefix)
-                except (tq_format.FormatError, KeyError) as e:
+                except (tq_format.FormatError, NotImplementedError, RuntimeError) as e:
+                    # (NotImplementedError / RuntimeError: meta tensors, which hold no values to check)
                     error_msgs.append(f"{key}: the checkpoint's codebooks do not hold together ({e}); "
                                       f"nothing was loaded into this TQLinear")
                     return
@@ -214,16 +221,27 @@ class TQLinear(nn.Module):
         if adopt is not None:
             old = self._buffers[HEADER_BUFFER]
             self._buffers[HEADER_BUFFER] = encode_header(adopt, old.device)   # (its length may differ)
-        n_errors = len(error_msgs)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        # New values in the buffers, copied in place: a fresh QuantizedWeight object, so that no
+        # backend reuses what it prepared from the old ones (caches keyed by the weight object:
+        # cuTile's transposed norms and level fits, Triton's tables and replays).
+        object.__setattr__(self, "_qw_cache", None)
         if adopt is not None:
-            if len(error_msgs) > n_errors:
+            # (the parent copies what it can even when another tensor fails, e.g. the bias: the
+            # codebooks follow the levels the buffers now hold)
+            if all(torch.equal(getattr(self, f"pass{i}_levels").cpu(), state_dict[f"{prefix}pass{i}_levels"].cpu())
+                   for i in range(len(self._n_planes))):
+                self._codebooks = codebooks
+                self.header = adopt
+            else:
                 self._buffers[HEADER_BUFFER] = old
-                return
-            self._codebooks = codebooks
-            self.header = adopt
-            object.__setattr__(self, "_qw_cache", None)   # (the cached QuantizedWeight holds the old codebooks)
+
+    def _stored_names(self) -> list:
+        names = []
+        for i, n_planes in enumerate(self._n_planes):
+            names += [f"pass{i}_plane{j}" for j in range(n_planes)] + [f"pass{i}_norms", f"pass{i}_levels"]
+        return names
 
     def _codebooks_of(self, header: str, state_dict, prefix: str) -> list:
         # The codebooks of a checkpoint's header over its own levels (format.from_state checks

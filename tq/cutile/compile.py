@@ -235,7 +235,8 @@ def variants(which: str = "default") -> list[Variant]:
         # pass is 4-bit) and the 4-bit polynomial codebooks' 3 terms; each residual configuration
         # with the default residual codebook's terms and with the Gaussian one's
         for (bits, res), (tk, ng), tb, sp, bias, (mt, bound), gauss in itertools.product(
-                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4), (3, None), (3, 2), (3, 3), (4, 3)),
+                ((4, None), (2, None), (4, 4), (4, 2), (2, 2), (2, 4), (3, None), (3, 2), (3, 3), (4, 3),
+                 (2, 3), (3, 4)),
                 ((64, 1), (128, 1), (256, 1), (256, 2)),
                 (8, 16), (1, 2, 4, 8), (False, True), ((None, "bf16"), (3, "bf16"), (None, "strict")),
                 (False, True)):

@@ -99,7 +99,9 @@ THREE_BIT_SLICES = tuple((i // 2) * 4 + 2 * (i % 2) + z for z in (0, 1) for i in
 
 def combine3(w2: np.ndarray, w1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(Z_e, Z_o) [N, W] as uint32 values in int64: the 3-bit indices of a row tile from its 2-bit
-    plane words w2 [N, W] and 1-bit plane words w1 [N, W / 2] (int32), as the kernel makes them."""
+    plane words w2 [N, W] and 1-bit plane words w1 [N, W / 2] (int32), as the kernel makes them,
+    except bit 31 of Z_o: the kernel's int32 shifts are arithmetic, these logical.  That bit is
+    a nibble's bit 3, which no field mask keeps, so the levels are the same."""
     u32 = 0xFFFFFFFF
     w = w2.astype(np.int64) & u32
     v = np.repeat(w1.astype(np.int64) & u32, 2, axis=1)
