@@ -36,6 +36,12 @@
 # waited for in every K tile (Nsight, fifteenth session: 6-7% of their stall samples; the
 # call 4-5% faster without it).
 #
+# 3-bit passes (P = 3) read two planes: the 2-bit plane's [TN, TK/16] word tile and the 1-bit
+# plane's [TN, TK/32] one.  _combine3 merges them into words whose nibbles hold the 3-bit indices
+# (bits 0-2; wordlevels.combine3 derives it), which then decode as 4-bit words with 3-bit fields.
+# Their slices are the 2-bit plane's, permuted (wordlevels.THREE_BIT_SLICES), so the activation
+# copy is the 2-bit order.
+#
 # Tiling.  Program (nt, sk): rows [nt*TN, +TN) over the sk-th share of the K tiles; fp32
 # partials to a [SPLIT, TB, N] workspace summed by reduce.py (SPLIT > 1) or bias + cast in
 # the epilogue (SPLIT == 1).  K tiles of 256 columns hold two norm groups at G = 128 (two
