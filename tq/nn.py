@@ -253,12 +253,9 @@ class TQLinear(nn.Module):
         # The codebooks of a checkpoint's header over its own levels (format.from_state checks
         # that a polynomial's coefficients reproduce them: kernels read the coefficients, the
         # reference reads the levels); its other tensors are checked against the header too.
-        tensors = {}
-        for i, n_planes in enumerate(self._n_planes):
-            for j in range(n_planes):
-                tensors[f"pass{i}.plane{j}"] = state_dict[f"{prefix}pass{i}_plane{j}"]
-            tensors[f"pass{i}.norms"] = state_dict[f"{prefix}pass{i}_norms"]
-            tensors[f"pass{i}.levels"] = state_dict[f"{prefix}pass{i}_levels"].detach().cpu()
+        # (buffer pass{i}_x is format.state_tensors' pass{i}.x; the levels are read on the host)
+        tensors = {name.replace("_", ".", 1): state_dict[prefix + name] for name in self._stored_names()}
+        tensors = {k: v.detach().cpu() if k.endswith(".levels") else v for k, v in tensors.items()}
         return [p.codebook for p in tq_format.from_state(header, tensors).passes]
 
     def _short_config(self) -> str:
